@@ -1,0 +1,478 @@
+"""PPO for discrete actions and vector observations (classic control), on gymnasium 1.x.
+
+Read it top to bottom: arguments, environment, agent, rollout, GAE, losses, update, training loop.
+Each implementation detail carries a comment naming it after "The 37 Implementation Details of
+Proximal Policy Optimization" (Huang et al., 2022), e.g. `(core 5)`.
+
+    python ppo.py --env-id CartPole-v1
+    tensorboard --logdir runs
+"""
+
+import difflib
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory's name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same numbers, run after run (on CPU)"""
+    torch_threads: int = 1
+    """torch CPU threads; the network is tiny, so more threads only add synchronisation"""
+    progress: bool = True
+    """show a progress line in the terminal"""
+
+    # Algorithm arguments
+    env_id: str = "CartPole-v1"
+    """the id of a gymnasium environment with discrete actions and vector observations"""
+    total_timesteps: int = 500_000
+    """total environment steps of the experiment (over all envs)"""
+    learning_rate: float = 2.5e-4
+    """the learning rate of the optimizer"""
+    num_envs: int = 4
+    """the number of parallel environments"""
+    num_steps: int = 128
+    """the number of steps each environment runs per rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """the lambda of generalized advantage estimation"""
+    num_minibatches: int = 4
+    """the number of minibatches each epoch splits the batch into"""
+    update_epochs: int = 4
+    """the number of passes over the batch per update"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's values"""
+    ent_coef: float = 0.01
+    """the coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """the coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """the maximum global norm of the gradients"""
+    target_kl: float | None = None
+    """stop the update epochs early once the approximate KL exceeds this (off by default)"""
+    bootstrap_truncation: bool = True
+    """bootstrap time-limit truncations from V(final observation); off treats them as deaths"""
+
+    # filled in at runtime
+    batch_size: int = 0
+    """the batch size (num_envs * num_steps; computed at runtime)"""
+    minibatch_size: int = 0
+    """the minibatch size (batch_size // num_minibatches; computed at runtime)"""
+    num_iterations: int = 0
+    """the number of rollout-and-update iterations (total_timesteps // batch_size; computed at runtime)"""
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+def check_args(args: Args) -> None:
+    """Reject impossible settings and unsuitable environments before anything is written."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    args.batch_size = args.num_envs * args.num_steps
+    if args.batch_size % args.num_minibatches:
+        raise UsageError(
+            f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
+            f"does not split into --num-minibatches {args.num_minibatches}"
+        )
+    if args.total_timesteps < args.batch_size:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = args.total_timesteps // args.batch_size
+    check_env(args.env_id)
+
+
+def check_env(env_id: str) -> None:
+    if env_id not in gym.registry:
+        import ale_py  # Atari ids are registered only on request; know them to give a better hint
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+        gym.register_envs(ale_py)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"unknown environment id {env_id!r}{hint}")
+    try:
+        env = gym.make(env_id)
+    except Exception as e:  # e.g. a missing optional dependency
+        raise UsageError(f"cannot create {env_id}: {e}") from None
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if isinstance(act_space, gym.spaces.Box):
+        raise UsageError(f"{env_id} has continuous actions; use ppo_continuous_action.py")
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise UsageError(f"{env_id} has {type(act_space).__name__} actions; ppo.py handles Discrete actions only")
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) in (2, 3):
+            raise UsageError(f"{env_id} has image observations {obs_space.shape}; use ppo_atari.py")
+        raise UsageError(f"{env_id} has observations {obs_space}; ppo.py handles flat vectors (Box of rank 1) only")
+
+
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns
+    # the next episode's first observation, with the true last one in infos["final_obs"]; so no
+    # transition of the batch is a bogus "autoreset step" (gymnasium 1.x's NEXT_STEP default).
+    # The passive env checker (a wrapper that only inspects the first step) is left out: on these
+    # cheap envs its extra layer costs 10% of the run. copy=False: each observation returned is
+    # copied into the rollout buffer before the next step overwrites it.
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, disable_env_checker=True) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        copy=False,
+    )
+    # episodic return and length, reported in infos["episode"] with the mask infos["_episode"]
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    # (core 2) orthogonal initialization of weights, constant (zero) biases
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dim: int, n_actions: int):
+        super().__init__()
+        # (core 13) separate actor and critic networks, 64-64 tanh
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),  # (core 2) value head gain 1
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, n_actions), std=0.01),  # (core 2) policy head gain 0.01
+        )
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probability of the given actions, entropy of the policy, and value: (logprob, entropy, value)."""
+        # the categorical distribution written out: log-softmax of the logits
+        logp_all = self.actor(obs).log_softmax(-1)
+        logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logprob, entropy, self.get_value(obs)
+
+
+class RolloutPolicy:
+    """The agent's actor and critic evaluated with numpy, for the rollout's one-observation-per-env calls.
+
+    Per step the network is tiny (4 observations through 64-64 units), and a torch call costs about
+    five times the arithmetic in dispatch overhead; numpy does the same sums in a fraction of the
+    time. The weights are numpy *views* of the torch parameters (CPU tensors share their memory), so
+    every optimizer step is seen here at once, with nothing copied."""
+
+    def __init__(self, agent: Agent, seed: int):
+        def layers(net):
+            return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
+
+        self.actor, self.critic = layers(agent.actor), layers(agent.critic)
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def forward(layers, x: np.ndarray) -> np.ndarray:
+        for i, (weight, bias) in enumerate(layers):
+            x = x @ weight.T + bias
+            if i < len(layers) - 1:
+                x = np.tanh(x)
+        return x
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.forward(self.critic, obs)[:, 0]
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample an action per env: (action, log-probability, value)."""
+        logits = self.forward(self.actor, obs)
+        # Gumbel-max trick: the argmax of logits + Gumbel noise is a sample of softmax(logits)
+        action = np.argmax(logits + self.rng.gumbel(size=logits.shape), axis=1)
+        top = logits.max(axis=1, keepdims=True)
+        log_normalizer = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        logprob = logits[np.arange(len(action)), action] - log_normalizer
+        return action, logprob, self.value(obs)
+
+
+class RolloutBuffer:
+    """One rollout: `num_steps` transitions of `num_envs` environments, each array indexed [step, env]."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple):
+        def zeros(*shape, dtype=np.float32):
+            return np.zeros((num_steps, num_envs) + shape, dtype=dtype)
+
+        self.obs = zeros(*obs_shape)
+        self.actions = zeros(dtype=np.int64)
+        self.logprobs = zeros()
+        self.values = zeros()
+        self.rewards = zeros()
+        self.terminations = zeros()  # 1.0 where the episode ended by reaching a terminal state
+        self.truncations = zeros()  # 1.0 where a time limit cut the episode (and it did not terminate)
+        self.truncation_values = zeros()  # V(true final observation) where truncated, else 0
+
+
+def collect_rollout(policy: RolloutPolicy, envs: gym.vector.VectorEnv, next_obs: np.ndarray, buf: RolloutBuffer):
+    """Fill `buf` with one rollout starting from `next_obs`.
+
+    Returns the observation to continue from and the episodes that ended, as (step index, env
+    index, return, length) tuples."""
+    episodes = []
+    for step in range(buf.obs.shape[0]):
+        action, logprob, value = policy.act(next_obs)
+        buf.obs[step] = next_obs
+        buf.actions[step] = action
+        buf.logprobs[step] = logprob
+        buf.values[step] = value
+
+        next_obs, reward, terminated, truncated, infos = envs.step(action)
+        truncated = truncated & ~terminated  # an episode that both terminates and truncates is over
+        buf.rewards[step] = reward
+        buf.terminations[step] = terminated
+        buf.truncations[step] = truncated
+        buf.truncation_values[step] = 0.0
+        if truncated.any():
+            # (gymnasium 1.x) a truncated episode was cut, not ended: keep the value of its true last
+            # observation for bootstrapping; `next_obs` already holds the next episode's first one.
+            buf.truncation_values[step, truncated] = policy.value(np.stack(infos["final_obs"][truncated]))
+        if "_episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                episodes.append((step, int(i), float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])))
+    return next_obs, episodes
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_value: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    truncation_values: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(core 5) Generalized Advantage Estimation over a rollout; returns (advantages, returns).
+
+    All inputs but `next_value` are [step, env]; `next_value` is V of the observation after the last
+    step. At a termination nothing is bootstrapped; at a truncation the value of the true final
+    observation is; either way the advantage recursion stops at the episode's end."""
+    next_values = np.concatenate([values[1:], next_value[None]])
+    next_values = np.where(truncations > 0, truncation_values, next_values)
+    deltas = rewards + gamma * next_values * (1.0 - terminations) - values
+    continues = 1.0 - np.maximum(terminations, truncations)
+    advantages = np.zeros_like(rewards)
+    last_advantage = np.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        last_advantage = deltas[t] + gamma * gae_lambda * continues[t] * last_advantage
+        advantages[t] = last_advantage
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    # (core 8) clipped surrogate objective: the pessimistic (max of the negated) of the two surrogates
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def value_loss(
+    new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float, clip: bool
+) -> torch.Tensor:
+    if not clip:
+        return 0.5 * ((new_values - returns) ** 2).mean()
+    # (core 9) value loss clipping: the value may move at most clip_coef from the rollout's value
+    clipped_values = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
+
+
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
+    """Several epochs of minibatch gradient steps on one rollout; returns the debug metrics."""
+    # the rollout as one batch of num_steps * num_envs transitions (torch views of the numpy arrays)
+    batch = [
+        torch.from_numpy(array.reshape((args.batch_size,) + array.shape[2:]))
+        for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
+    ]
+    clipfracs = []
+    for epoch in range(args.update_epochs):
+        # (core 6) shuffle the batch every epoch, then take minibatches as consecutive slices of it
+        permutation = torch.randperm(args.batch_size)
+        shuffled = [x[permutation] for x in batch]
+        for start in range(0, args.batch_size, args.minibatch_size):
+            mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
+                x[start : start + args.minibatch_size] for x in shuffled
+            )
+            newlogprob, entropy, newvalue = agent.evaluate(mb_obs, mb_actions)
+            logratio = newlogprob - mb_logprobs
+            ratio = logratio.exp()
+            with torch.no_grad():
+                # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html), clip fraction
+                old_approx_kl = (-logratio).mean()
+                approx_kl = ((ratio - 1) - logratio).mean()
+                clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
+
+            if args.norm_adv:
+                # (core 7) advantage normalization, per minibatch
+                mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+            pg_loss = clipped_policy_loss(mb_advantages, ratio, args.clip_coef)
+            v_loss = value_loss(newvalue, mb_returns, mb_values, args.clip_coef, args.clip_vloss)
+            entropy_loss = entropy.mean()
+            # (core 10) overall loss: policy loss - entropy bonus + value loss
+            loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+
+            optimizer.zero_grad()
+            loss.backward()
+            # (core 11) global gradient clipping
+            nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+            optimizer.step()
+
+        if args.target_kl is not None and approx_kl > args.target_kl:
+            break  # (optional) target-KL early stopping
+
+    # (core 12) explained variance: how much of the returns' variance the value function explains
+    y_pred, y_true = buf.values.ravel(), returns.ravel()
+    var_y = np.var(y_true)
+    return {
+        "losses/value_loss": v_loss.item(),
+        "losses/policy_loss": pg_loss.item(),
+        "losses/entropy": entropy_loss.item(),
+        "losses/old_approx_kl": old_approx_kl.item(),
+        "losses/approx_kl": approx_kl.item(),
+        "losses/clipfrac": torch.stack(clipfracs).mean().item(),
+        "losses/explained_variance": np.nan if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
+        "losses/update_epochs": epoch + 1,
+    }
+
+
+class Progress:
+    """One line telling a person where the run is; redrawn in place on a terminal, else printed a
+    few times over the run."""
+
+    def __init__(self, total_steps: int, enabled: bool):
+        self.total, self.enabled = total_steps, enabled
+        self.tty = sys.stdout.isatty()
+        self.start = self.last = time.time()
+        self.next_fraction = 0.1
+
+    def update(self, step: int, recent_return: float | None, sps: float, final: bool = False):
+        if not self.enabled:
+            return
+        now, fraction = time.time(), step / self.total
+        if self.tty and not final and now - self.last < 0.5:
+            return
+        if not self.tty and not final and not self.next_fraction <= fraction < 1:
+            return
+        self.last = now
+        self.next_fraction = (int(fraction * 10) + 1) / 10
+        ret = "   n/a" if recent_return is None else f"{recent_return:8.2f}"
+        eta = (self.total - step) / max(sps, 1e-9)
+        line = (
+            f"step {step:>{len(str(self.total))}}/{self.total} ({fraction:4.0%}) | "
+            f"return (last 100 ep) {ret} | {sps:6.0f} steps/s | "
+            f"{'elapsed' if final else 'left'} {time.strftime('%H:%M:%S', time.gmtime(now - self.start if final else eta))}"
+        )
+        print(("\r" + line + ("\n" if final else "")) if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+
+def train(args: Args) -> str:
+    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first."""
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    writer = SummaryWriter(run_dir)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
+    )
+
+    # seeding, so that a seed gives the same run every time
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+
+    envs = make_envs(args.env_id, args.num_envs)
+    agent = Agent(envs.single_observation_space.shape[0], int(envs.single_action_space.n))
+    policy = RolloutPolicy(agent, args.seed)
+    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape)
+
+    global_step = 0
+    recent_returns = []
+    progress = Progress(args.num_iterations * args.batch_size, args.progress)
+    start_time = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            # (core 4) learning rate annealed linearly to 0
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+
+        next_obs, episodes = collect_rollout(policy, envs, next_obs, buf)
+        for step, _, episodic_return, episodic_length in episodes:
+            episode_step = global_step + (step + 1) * args.num_envs
+            writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
+            writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
+            recent_returns = (recent_returns + [episodic_return])[-100:]
+        global_step += args.batch_size
+
+        next_value = policy.value(next_obs)
+        # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+        terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
+        advantages, returns = compute_gae(
+            buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
+            args.gamma, args.gae_lambda,
+        )  # fmt: skip
+        metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+
+        sps = global_step / (time.time() - start_time)
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, global_step)
+        writer.add_scalar("charts/SPS", int(sps), global_step)
+        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
+
+    progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
+    envs.close()
+    writer.close()
+    return run_dir
+
+
+def main() -> None:
+    import tyro
+
+    args = tyro.cli(Args)
+    try:
+        check_args(args)
+    except UsageError as e:
+        print(f"{os.path.basename(__file__)}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
