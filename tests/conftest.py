@@ -9,14 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-
-def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of a run directory's event files, as {tag: [(step, value), ...]}."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+from benchmark.bench import read_scalars  # noqa: E402  (one reader of event files for tests and benchmarks)
 
 
 def read_text(run_dir: str, tag: str) -> str:

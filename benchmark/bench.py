@@ -1,0 +1,179 @@
+"""Benchmark a script: several seeds at its defaults, optionally side by side with a reference script.
+
+    python benchmark/bench.py ppo.py --seeds 1 2 3 --threshold 475
+    python benchmark/bench.py ppo.py --reference /path/to/cleanrl/ppo.py      # speed ratio, same settings
+    python benchmark/bench.py ppo_continuous_action.py -- --total-timesteps 200000   # flags after -- go to both
+
+Each run is a fresh process, started from benchmark/out/<script>/ so that its runs/ lands there. With
+a reference, the runs alternate (ours seed 1, reference seed 1, ours seed 2, ...), so that both see the
+same machine conditions and their speed ratio is measured side by side. Our runs go through
+benchmark/timed.py, which splits the wall time into env stepping, rollout inference and update.
+
+Reported per run and as medians: the mean return of the last 100 episodes, wall time (of the whole
+process), steps per second (of training, as the run logs it in charts/SPS), and the first step at which the 100-episode mean return reaches --threshold. The curves
+(episodic return vs steps) are plotted to <out>/curves.png, the numbers written to <out>/results.json
+and printed as a Markdown table.
+"""
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """All scalars of a run directory's event files, as {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def summarize(run_dir: str, wall: float, threshold: float | None) -> dict:
+    """The figures of one finished run, from its TensorBoard scalars."""
+    scalars = read_scalars(run_dir)
+    episodes = scalars.get("charts/episodic_return", [])
+    steps = np.array([step for step, _ in episodes])
+    returns = np.array([value for _, value in episodes])
+    total_steps = scalars["charts/SPS"][-1][0]
+    reached = None
+    if threshold is not None:
+        # the 100-episode running mean (fewer at the start), and the first step where it reaches the threshold
+        running = np.array([returns[max(0, i - 99) : i + 1].mean() for i in range(len(returns))])
+        hits = np.flatnonzero(running >= threshold)
+        reached = int(steps[hits[0]]) if len(hits) else None
+    return {
+        "run_dir": run_dir,
+        "final_return": float(returns[-100:].mean()) if len(returns) else float("nan"),
+        "episodes": len(returns),
+        "steps": int(total_steps),
+        "wall_s": wall,
+        "sps": scalars["charts/SPS"][-1][1],  # as the run logged it: steps / training time
+        "reached_step": reached,
+        "curve": [steps.tolist(), returns.tolist()],
+    }
+
+
+def run_one(script: str, seed: int, flags: list[str], out: str, exp_name: str, ours: bool) -> dict:
+    """Run a script once, from `out`, and return its run directory and wall time (and time split)."""
+    before = set(glob.glob(os.path.join(out, "runs", "*")))
+    split_json = os.path.join(out, f"split_{exp_name}_{seed}.json")
+    command = [script, "--seed", str(seed), "--exp-name", exp_name, *flags]
+    if ours:
+        command = [os.path.join(ROOT, "benchmark", "timed.py"), split_json, *command, "--no-progress"]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *command], cwd=out, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    (run_dir,) = set(glob.glob(os.path.join(out, "runs", "*"))) - before
+    result = {"seed": seed, "wall_s": wall, "run_dir": run_dir}
+    if ours:
+        with open(split_json) as f:
+            result["split"] = json.load(f)
+    return result
+
+
+def split_fractions(split: dict) -> dict:
+    """Shares of a run's wall time: env stepping, rollout inference (and bookkeeping), update, the rest."""
+    inference = split["rollout"] - split["env_step"]
+    other = split["total"] - split["rollout"] - split["update"]
+    return {
+        key: value / split["total"]
+        for key, value in [("env", split["env_step"]), ("inference", inference), ("update", split["update"]), ("other", other)]
+    }
+
+
+def median(rows: list[dict], key: str):
+    values = [row[key] for row in rows if row[key] is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(name: str, rows: list[dict]) -> str:
+    lines = [
+        f"| {name} seed | last-100 mean return | wall time (s) | steps/s | step reaching threshold | env / inference / update / other |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows + [{"seed": "median", **{k: median(rows, k) for k in ("final_return", "wall_s", "sps", "reached_step")}}]:
+        shares = row.get("fractions")
+        shares = " / ".join(f"{shares[k]:.0%}" for k in ("env", "inference", "update", "other")) if shares else ""
+        lines.append(
+            f"| {row['seed']} | {fmt(row['final_return'], '.1f')} | {fmt(row['wall_s'], '.0f')} | "
+            f"{fmt(row['sps'], ',.0f')} | {fmt(row['reached_step'], ',')} | {shares} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, list[dict]], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (name, rows), color in zip(results.items(), ["tab:blue", "tab:orange"]):
+        for i, row in enumerate(rows):
+            steps, returns = row["curve"]
+            # each episode's return, smoothed over the last 20 episodes for legibility
+            smooth = [np.mean(returns[max(0, j - 19) : j + 1]) for j in range(len(returns))]
+            ax.plot(steps, smooth, color=color, alpha=0.8, label=name if i == 0 else None)
+    ax.set(xlabel="environment steps", ylabel="episodic return (20-episode mean)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("script", help="the script to benchmark, e.g. ppo.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--reference", help="a reference script to run alternately at the same settings")
+    parser.add_argument("--threshold", type=float, help="report the first step where the 100-episode mean reaches this")
+    parser.add_argument("--out", help="output folder (default benchmark/out/<script name>)")
+    argv = sys.argv[1:]
+    split_at = argv.index("--") if "--" in argv else len(argv)
+    cli = parser.parse_args(argv[:split_at])
+    cli.flags = argv[split_at + 1 :]  # flags for both scripts, after --
+
+    script = os.path.abspath(cli.script)
+    name = os.path.basename(script)[: -len(".py")]
+    out = os.path.abspath(cli.out or os.path.join(ROOT, "benchmark", "out", name))
+    os.makedirs(out, exist_ok=True)
+    results = {"ours": []}
+    if cli.reference:
+        results["reference"] = []
+    for seed in cli.seeds:
+        for label, path in [("ours", script), ("reference", cli.reference)][: len(results)]:
+            run = run_one(os.path.abspath(path), seed, cli.flags, out, f"bench_{label}", ours=label == "ours")
+            row = {**run, **summarize(run["run_dir"], run["wall_s"], cli.threshold)}
+            if "split" in run:
+                row["fractions"] = split_fractions(run["split"])
+            results[label].append(row)
+            print(f"{label} seed {seed}: {row['final_return']:.1f} return, {row['sps']:,.0f} steps/s", flush=True)
+
+    report = [f"`python benchmark/bench.py {' '.join(sys.argv[1:])}`", ""]
+    report += [table(label, rows) + "\n" for label, rows in results.items()]
+    if cli.reference:
+        ratio = median(results["ours"], "sps") / median(results["reference"], "sps")
+        report.append(f"Speed ratio (median steps/s, ours / reference): {ratio:.2f}x")
+    print("\n" + "\n".join(report))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f)
+    plot(results, os.path.join(out, "curves.png"), f"{name}: {' '.join(cli.flags) or 'defaults'}")
+    print(f"\ncurves: {os.path.join(out, 'curves.png')}")
+
+
+if __name__ == "__main__":
+    main()
