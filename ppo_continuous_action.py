@@ -1,0 +1,672 @@
+"""PPO for continuous actions and vector observations (MuJoCo, Pendulum), on gymnasium 1.x.
+
+Read it top to bottom: arguments, environment, normalization, agent, rollout, GAE, losses, update,
+training loop. Each implementation detail carries a comment naming it after "The 37 Implementation
+Details of Proximal Policy Optimization" (Huang et al., 2022), e.g. `(core 5)` or `(continuous 6)`.
+
+    python ppo_continuous_action.py --env-id HalfCheetah-v5
+    tensorboard --logdir runs
+"""
+
+import difflib
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory's name)"""
+    seed: int = 1
+    """seed of the experiment: same seed, same numbers, run after run (on CPU)"""
+    torch_threads: int = 1
+    """torch CPU threads; the network is tiny, so more threads only add synchronisation"""
+    progress: bool = True
+    """show a progress line in the terminal"""
+
+    # Algorithm arguments
+    env_id: str = "InvertedDoublePendulum-v4"
+    """the id of a gymnasium environment with continuous (Box) actions and vector observations"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment (over all envs)"""
+    learning_rate: float = 3e-4
+    """the learning rate of the optimizer (of the actor's, where --critic-learning-rate is given)"""
+    num_envs: int = 1
+    """the number of parallel environments"""
+    num_steps: int = 2048
+    """the number of steps each environment runs per rollout"""
+    anneal_lr: bool = True
+    """anneal the learning rate(s) linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor (also of the return whose running std scales the rewards)"""
+    gae_lambda: float = 0.95
+    """the lambda of generalized advantage estimation"""
+    num_minibatches: int = 32
+    """the number of minibatches each epoch splits the batch into"""
+    update_epochs: int = 10
+    """the number of passes over the batch per update"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's values"""
+    ent_coef: float = 0.0
+    """the coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """the coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """the maximum global norm of the gradients"""
+    target_kl: float | None = None
+    """stop the update epochs early once the approximate KL exceeds this (off by default)"""
+    bootstrap_truncation: bool = True
+    """bootstrap time-limit truncations from V(final observation); off treats them as deaths"""
+
+    # Options, each off by default
+    critic_learning_rate: float | None = None
+    """a learning rate of its own for the critic (annealed like the actor's); None: the same as the actor's"""
+    fixed_std: float | None = None
+    """a fixed standard deviation of the policy instead of a learned one; None: learned, starting at 1"""
+    tanh_mean: bool = False
+    """squash the policy's mean into [-1, 1] with a tanh (for envs whose actions range over [-1, 1])"""
+
+    # filled in at runtime
+    batch_size: int = 0
+    """the batch size (num_envs * num_steps; computed at runtime)"""
+    minibatch_size: int = 0
+    """the minibatch size (batch_size // num_minibatches; computed at runtime)"""
+    num_iterations: int = 0
+    """the number of rollout-and-update iterations (total_timesteps // batch_size; computed at runtime)"""
+
+
+SCRIPT = os.path.basename(__file__)
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+def check_args(args: Args) -> None:
+    """Reject impossible settings and unsuitable environments before anything is written."""
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("critic_learning_rate", "fixed_std"):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    args.batch_size = args.num_envs * args.num_steps
+    if args.batch_size % args.num_minibatches:
+        raise UsageError(
+            f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
+            f"does not split into --num-minibatches {args.num_minibatches}"
+        )
+    if args.total_timesteps < args.batch_size:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = args.total_timesteps // args.batch_size
+    check_env(args.env_id)
+
+
+def check_env(env_id: str) -> None:
+    if env_id not in gym.registry:
+        import ale_py  # Atari ids are registered only on request; know them to give a better hint
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+        gym.register_envs(ale_py)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"unknown environment id {env_id!r}{hint}")
+    try:
+        env = gym.make(env_id)
+    except Exception as e:  # e.g. a missing optional dependency
+        raise UsageError(f"cannot create {env_id}: {e}") from None
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    # observations first: an Atari game is best sent to ppo_atari.py, whatever its action space
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) in (2, 3):
+            raise UsageError(f"{env_id} has image observations {obs_space.shape}; use ppo_atari.py")
+        raise UsageError(f"{env_id} has observations {obs_space}; {SCRIPT} handles flat vectors (Box of rank 1) only")
+    if isinstance(act_space, gym.spaces.Discrete):
+        raise UsageError(f"{env_id} has discrete actions; use ppo.py")
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        raise UsageError(f"{env_id} has {act_space} actions; {SCRIPT} handles continuous vectors (Box of rank 1) only")
+
+
+def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns
+    # the next episode's first observation, with the true last one in infos["final_obs"]; so no
+    # transition of the batch is a bogus "autoreset step" (gymnasium 1.x's NEXT_STEP default).
+    # The passive env checker (a wrapper that only inspects the first step) is left out. copy=False:
+    # each observation returned is normalized into a new array before the next step overwrites it.
+    # Observations and rewards are normalized by the script (see RunningMeanStd), not by gymnasium's
+    # wrappers: their vector versions need NEXT_STEP autoreset, and their statistics would not be
+    # part of the agent's state_dict.
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: gym.make(env_id, disable_env_checker=True) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        copy=False,
+    )
+    # episodic return and length (of the env's own, unscaled rewards), reported in infos["episode"]
+    # with the mask infos["_episode"]
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of a stream of batches, merged batch by batch, starting from a
+    prior of mean 0 and variance 1 that weighs 1e-4 samples (as baselines' RunningMeanStd does).
+
+    The statistics are float64 buffers, so they belong to the agent's state_dict: saved and restored
+    with the weights, loadable with torch.load(weights_only=True). They are read and updated in
+    place through numpy views of the buffers (CPU tensors share their memory; load_state_dict
+    copies into the buffers, so the views stay valid), which costs a fraction of torch's per-call
+    overhead at one observation per step."""
+
+    def __init__(self, shape: tuple = ()):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
+
+    def __setstate__(self, state):  # (copy.deepcopy, unpickling) views of the new buffers, not copies
+        super().__setstate__(state)
+        self.views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch (one sample per row) into the statistics."""
+        mean, var, count = self.views
+        total = count + batch.shape[0]
+        diff = batch - mean
+        mean += diff.sum(0) / total
+        # the batch form of Welford's update: M2 += sum over the batch of (x - old mean) * (x - new mean)
+        var[...] = (var * count + (diff * (batch - mean)).sum(0)) / total
+        count[...] = total
+
+    def normalize(self, x: np.ndarray, update: bool) -> np.ndarray:
+        """`x` minus the running mean, divided by the running standard deviation; `update=True`
+        merges `x` into the statistics first, `update=False` leaves them as they are (frozen)."""
+        if update:
+            self.update(x)
+        mean, var, _ = self.views
+        return (x - mean) / np.sqrt(var + 1e-8)
+
+    def scale(self, x: np.ndarray) -> np.ndarray:
+        """`x` divided by the running standard deviation (the mean is not subtracted)."""
+        return x / np.sqrt(self.views[1] + 1e-8)
+
+
+class RewardScaler:
+    """(continuous 8) reward scaling: each reward is divided by the running standard deviation of the
+    discounted return, the return kept per env and restarted at every episode's end (its mean is not
+    subtracted: that would change the sign of rewards)."""
+
+    def __init__(self, return_rms: RunningMeanStd, num_envs: int, gamma: float):
+        self.return_rms, self.gamma = return_rms, gamma
+        self.returns = np.zeros(num_envs)
+
+    def __call__(self, rewards: np.ndarray, episode_ended: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self.return_rms.update(self.returns)
+        scaled = self.return_rms.scale(rewards)
+        self.returns[episode_ended] = 0.0
+        # (continuous 9) reward clipping to [-10, 10] after scaling
+        return np.minimum(np.maximum(scaled, -10.0), 10.0)
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    # (core 2) orthogonal initialization of weights, constant (zero) biases
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
+    """A flat parameter holding all of `params`, each of which becomes a view into it, and each
+    one's gradient a view into its gradient."""
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        p.data = flat.data[offset : offset + p.numel()].view_as(p)
+        p.grad = flat.grad[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_dim: int, action_dim: int, fixed_std: float | None = None, tanh_mean: bool = False):
+        super().__init__()
+        # (core 13, continuous 4) separate actor and critic networks, 64-64 tanh
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),  # (core 2) value head gain 1
+        )
+        # (continuous 1) Gaussian policy: the actor network outputs the mean of the actions
+        self.actor_mean = nn.Sequential(
+            layer_init(nn.Linear(obs_dim, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, 64)),
+            nn.Tanh(),
+            layer_init(nn.Linear(64, action_dim), std=0.01),  # (core 2) policy head gain 0.01
+        )
+        if fixed_std is None:
+            # (continuous 2) state-independent log standard deviation: a learned parameter, initialised to 0
+            self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+        else:
+            # (option) fixed standard deviation: a constant buffer, saved with the agent but not trained
+            self.register_buffer("actor_logstd", torch.full((1, action_dim), math.log(fixed_std)))
+        self.tanh_mean = tanh_mean
+        # (continuous 6, 8) the normalization statistics are part of the agent: saved and loaded with it
+        self.obs_rms = RunningMeanStd((obs_dim,))
+        self.return_rms = RunningMeanStd(())
+        self.flat_params = self.make_flat_params()
+
+    def make_flat_params(self) -> list[nn.Parameter]:
+        # (speed) the actor's parameters become views into one flat tensor, the critic's into another,
+        # and so do their gradients: the optimizer and the gradient clipping handle two tensors
+        # instead of 13 (the same arithmetic at a fraction of the per-tensor overhead). Zero the
+        # gradients in place, zero_grad(set_to_none=False), so that they stay views.
+        return [
+            flatten_parameters([p for name, p in self.named_parameters() if not name.startswith("critic.")]),
+            flatten_parameters(list(self.critic.parameters())),
+        ]
+
+    def __setstate__(self, state):  # (copy.deepcopy, unpickling) the copied parameters are separate tensors
+        super().__setstate__(state)
+        self.flat_params = self.make_flat_params()
+
+    def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        """Normalized observations, as the networks take them. `update=True` while training (the
+        statistics take in `obs` first); `update=False` to evaluate with frozen statistics."""
+        # (continuous 6) observation normalization with the running mean and variance
+        normalized = self.obs_rms.normalize(obs, update)
+        # (continuous 7) observation clipping to [-10, 10] after normalization
+        return np.minimum(np.maximum(normalized, -10.0), 10.0).astype(np.float32)
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = self.actor_mean(obs)
+        if self.tanh_mean:
+            mean = torch.tanh(mean)  # (option) tanh on the mean, for action ranges of [-1, 1]
+        return mean
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probability of the given actions, entropy of the policy, and value: (logprob, entropy, value)."""
+        mean, logstd = self.action_mean(obs), self.actor_logstd
+        # the diagonal Gaussian written out (no torch.distributions object, fewer tensor operations):
+        # per dimension, log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi)
+        # and the entropy is 1/2 + log sigma + log sqrt(2 pi); (continuous 3) the dimensions are
+        # independent, so both are sums over them
+        action_dim = mean.shape[-1]
+        log_normalizer = logstd.sum() + LOG_SQRT_2PI * action_dim
+        logprob = -0.5 * ((action - mean) * torch.exp(-logstd)).square().sum(-1) - log_normalizer
+        entropy = (logstd.sum() + (0.5 + LOG_SQRT_2PI) * action_dim).expand(mean.shape[:-1])
+        return logprob, entropy, self.get_value(obs)
+
+
+class RolloutPolicy:
+    """The agent's actor and critic evaluated with numpy, for the rollout's one-observation-per-env calls.
+
+    Per step the networks are tiny (a dozen observations through 64-64 units), and a torch call costs
+    several times the arithmetic in dispatch overhead; numpy does the same sums in a fraction of the
+    time. The weights (and the log-std) are numpy *views* of the torch tensors (CPU tensors share
+    their memory), so every optimizer step is seen here at once, with nothing copied. Sampling uses
+    a numpy generator of its own, seeded."""
+
+    def __init__(self, agent: Agent, seed: int):
+        def layers(net):  # (weight transposed, bias) of each linear layer, as numpy views
+            return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
+
+        self.actor, self.critic = layers(agent.actor_mean), layers(agent.critic)
+        self.logstd = agent.actor_logstd.detach().numpy()
+        self.tanh_mean = agent.tanh_mean
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def forward(layers, x: np.ndarray) -> np.ndarray:
+        for i, (weight, bias) in enumerate(layers):
+            x = x @ weight + bias
+            if i < len(layers) - 1:
+                x = np.tanh(x)
+        return x
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        return self.forward(self.critic, obs)[:, 0]
+
+    def mean(self, obs: np.ndarray) -> np.ndarray:
+        mean = self.forward(self.actor, obs)
+        return np.tanh(mean) if self.tanh_mean else mean  # (option) tanh on the mean
+
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sample an action per env from N(mean, std^2), unclipped: (action, log-probability)."""
+        mean = self.mean(obs)
+        noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
+        action = mean + np.exp(self.logstd) * noise
+        # (continuous 3) log-probability summed over the independent dimensions; (a - mu) / sigma is the noise
+        logprob = -0.5 * (noise * noise).sum(1) - (self.logstd.sum() + LOG_SQRT_2PI * mean.shape[1])
+        return action, logprob
+
+
+class RolloutBuffer:
+    """One rollout: `num_steps` transitions of `num_envs` environments, each array indexed [step, env]."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple, action_shape: tuple):
+        def zeros(*shape):
+            return np.zeros((num_steps, num_envs) + shape, dtype=np.float32)
+
+        self.obs = zeros(*obs_shape)  # normalized observations, as the networks saw them
+        self.actions = zeros(*action_shape)  # the sampled actions, before clipping
+        self.logprobs = zeros()
+        self.values = zeros()
+        self.rewards = zeros()  # scaled and clipped rewards
+        self.terminations = zeros()  # 1.0 where the episode ended by reaching a terminal state
+        self.truncations = zeros()  # 1.0 where a time limit cut the episode (and it did not terminate)
+        self.truncation_values = zeros()  # V(normalized true final observation) where truncated, else 0
+
+
+def collect_rollout(
+    policy: RolloutPolicy,
+    agent: Agent,
+    envs: gym.vector.VectorEnv,
+    next_obs: np.ndarray,
+    buf: RolloutBuffer,
+    reward_scaler: RewardScaler,
+):
+    """Fill `buf` with one rollout starting from `next_obs` (normalized), updating the agent's
+    normalization statistics as it goes.
+
+    Returns the (normalized) observation to continue from and the episodes that ended, as (step
+    index, env index, return, length) tuples, the returns in the env's own reward units."""
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    episodes = []
+    for step in range(buf.obs.shape[0]):
+        action, logprob = policy.act(next_obs)
+        buf.obs[step] = next_obs
+        # (continuous 5) the unclipped sample is stored (its log-probability is the one computed) ...
+        buf.actions[step] = action
+        buf.logprobs[step] = logprob
+
+        # ... and only the copy sent to the env is clipped to the action bounds
+        raw_obs, reward, terminated, truncated, infos = envs.step(np.minimum(np.maximum(action, low), high))
+        truncated = truncated & ~terminated  # an episode that both terminates and truncates is over
+        next_obs = agent.normalize_obs(raw_obs, update=True)
+        buf.rewards[step] = reward_scaler(reward, terminated | truncated)
+        buf.terminations[step] = terminated
+        buf.truncations[step] = truncated
+        buf.truncation_values[step] = 0.0
+        if truncated.any():
+            # (gymnasium 1.x) a truncated episode was cut, not ended: keep the value of its true last
+            # observation for bootstrapping, normalized by the same statistics as the others (and
+            # not added to them); `next_obs` already holds the next episode's first one.
+            final_obs = agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)
+            buf.truncation_values[step, truncated] = policy.value(final_obs)
+        if "_episode" in infos:
+            for i in np.flatnonzero(infos["_episode"]):
+                episodes.append((step, int(i), float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])))
+    # the values of all the rollout's observations in one batched call (the weights do not change
+    # during a rollout, and no action depends on a value): one call instead of one per step
+    buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:])).reshape(buf.values.shape)
+    return next_obs, episodes
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_value: np.ndarray,
+    terminations: np.ndarray,
+    truncations: np.ndarray,
+    truncation_values: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(core 5) Generalized Advantage Estimation over a rollout; returns (advantages, returns).
+
+    All inputs but `next_value` are [step, env]; `next_value` is V of the observation after the last
+    step. At a termination nothing is bootstrapped; at a truncation the value of the true final
+    observation is; either way the advantage recursion stops at the episode's end."""
+    next_values = np.concatenate([values[1:], next_value[None]])
+    next_values = np.where(truncations > 0, truncation_values, next_values)
+    deltas = rewards + gamma * next_values * (1.0 - terminations) - values
+    continues = 1.0 - np.maximum(terminations, truncations)
+    advantages = np.zeros_like(rewards)
+    last_advantage = np.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        last_advantage = deltas[t] + gamma * gae_lambda * continues[t] * last_advantage
+        advantages[t] = last_advantage
+    return advantages, advantages + values
+
+
+def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    # (core 8) clipped surrogate objective: the pessimistic (max of the negated) of the two surrogates
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def value_loss(
+    new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float, clip: bool
+) -> torch.Tensor:
+    if not clip:
+        return 0.5 * ((new_values - returns) ** 2).mean()
+    # (core 9) value loss clipping: the value may move at most clip_coef from the rollout's value
+    clipped_values = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
+
+
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
+    """Several epochs of minibatch gradient steps on one rollout; returns the debug metrics.
+
+    The update is most of an iteration's time (hundreds of small gradient steps), so work that
+    need not be per minibatch is done per epoch or once: the shuffle, the advantage normalization
+    (of all minibatches at once) and the debug metrics (from the kept log-ratios)."""
+    # the rollout as one batch of num_steps * num_envs transitions (torch views of the numpy arrays)
+    batch = [
+        torch.from_numpy(array.reshape((args.batch_size,) + array.shape[2:]))
+        for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
+    ]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    logratios = []
+    for epoch in range(args.update_epochs):
+        # (core 6) shuffle the batch every epoch, then split it into minibatches: each tensor becomes
+        # [num_minibatches, minibatch_size, ...], and row i of each is minibatch i
+        permutation = torch.randperm(args.batch_size)
+        mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
+            x[permutation].view((args.num_minibatches, args.minibatch_size) + x.shape[1:]) for x in batch
+        )
+        if args.norm_adv:
+            # (core 7) advantage normalization, per minibatch (all minibatches at once)
+            mb_advantages = (mb_advantages - mb_advantages.mean(1, keepdim=True)) / (
+                mb_advantages.std(1, keepdim=True) + 1e-8
+            )
+        for i in range(args.num_minibatches):
+            newlogprob, entropy, newvalue = agent.evaluate(mb_obs[i], mb_actions[i])
+            logratio = newlogprob - mb_logprobs[i]
+            ratio = logratio.exp()
+            logratios.append(logratio.detach())  # for the debug metrics
+
+            pg_loss = clipped_policy_loss(mb_advantages[i], ratio, args.clip_coef)
+            v_loss = value_loss(newvalue, mb_returns[i], mb_values[i], args.clip_coef, args.clip_vloss)
+            entropy_loss = entropy.mean()
+            # (core 10) overall loss: policy loss - entropy bonus + value loss
+            loss = pg_loss + v_loss * args.vf_coef
+            if args.ent_coef != 0:  # (the default 0 adds nothing to the gradient, so it is skipped)
+                loss = loss - args.ent_coef * entropy_loss
+
+            optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views (see Agent)
+            loss.backward()
+            # (core 11) global gradient clipping
+            nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            optimizer.step()
+
+        # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
+        old_approx_kl = (-logratios[-1]).mean()
+        approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
+        if args.target_kl is not None and approx_kl > args.target_kl:
+            break  # (optional) target-KL early stopping
+
+    # (core 12) clip fraction: the share of all minibatch samples whose ratio left the clip range
+    clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef).float().mean()
+    # (core 12) explained variance: how much of the returns' variance the value function explains
+    y_pred, y_true = buf.values.ravel(), returns.ravel()
+    var_y = np.var(y_true)
+    return {
+        "losses/value_loss": v_loss.item(),
+        "losses/policy_loss": pg_loss.item(),
+        "losses/entropy": entropy_loss.item(),
+        "losses/old_approx_kl": old_approx_kl.item(),
+        "losses/approx_kl": approx_kl.item(),
+        "losses/clipfrac": clipfrac.item(),
+        "losses/explained_variance": np.nan if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
+        "losses/update_epochs": epoch + 1,
+    }
+
+
+class Progress:
+    """One line telling a person where the run is; redrawn in place on a terminal, else printed a
+    few times over the run."""
+
+    def __init__(self, total_steps: int, enabled: bool):
+        self.total, self.enabled = total_steps, enabled
+        self.tty = sys.stdout.isatty()
+        self.start = self.last = time.time()
+        self.next_fraction = 0.1
+
+    def update(self, step: int, recent_return: float | None, sps: float, final: bool = False):
+        if not self.enabled:
+            return
+        now, fraction = time.time(), step / self.total
+        if self.tty and not final and now - self.last < 0.5:
+            return
+        if not self.tty and not final and not self.next_fraction <= fraction < 1:
+            return
+        self.last = now
+        self.next_fraction = (int(fraction * 10) + 1) / 10
+        ret = "   n/a" if recent_return is None else f"{recent_return:8.2f}"
+        eta = (self.total - step) / max(sps, 1e-9)
+        line = (
+            f"step {step:>{len(str(self.total))}}/{self.total} ({fraction:4.0%}) | "
+            f"return (last 100 ep) {ret} | {sps:6.0f} steps/s | "
+            f"{'elapsed' if final else 'left'} {time.strftime('%H:%M:%S', time.gmtime(now - self.start if final else eta))}"
+        )
+        print(("\r" + line + ("\n" if final else "")) if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+
+def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
+    actor_params, critic_params = agent.flat_params  # (the mean network and log-std; the critic)
+    if args.critic_learning_rate is None:
+        param_groups = [{"params": [actor_params, critic_params], "lr": args.learning_rate}]
+    else:
+        # (option) separate learning rates: one group for the actor, one for the critic; both are annealed
+        param_groups = [
+            {"params": [actor_params], "lr": args.learning_rate},
+            {"params": [critic_params], "lr": args.critic_learning_rate},
+        ]
+    for group in param_groups:
+        group["initial_lr"] = group["lr"]  # what annealing scales down
+    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
+    return torch.optim.Adam(param_groups, lr=args.learning_rate, eps=1e-5, fused=True)
+
+
+def train(args: Args) -> str:
+    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first."""
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join("runs", run_name)
+    writer = SummaryWriter(run_dir)
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
+    )
+
+    # seeding, so that a seed gives the same run every time
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.torch_threads)
+
+    envs = make_envs(args.env_id, args.num_envs)
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    agent = Agent(obs_shape[0], action_shape[0], fixed_std=args.fixed_std, tanh_mean=args.tanh_mean)
+    policy = RolloutPolicy(agent, args.seed)
+    reward_scaler = RewardScaler(agent.return_rms, args.num_envs, args.gamma)
+    optimizer = make_optimizer(agent, args)
+    buf = RolloutBuffer(args.num_steps, args.num_envs, obs_shape, action_shape)
+
+    global_step = 0
+    recent_returns = []
+    progress = Progress(args.num_iterations * args.batch_size, args.progress)
+    start_time = time.time()
+    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs = agent.normalize_obs(next_obs, update=True)
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            # (core 4) learning rate(s) annealed linearly to 0
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            for group in optimizer.param_groups:
+                group["lr"] = frac * group["initial_lr"]
+
+        next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
+        for step, _, episodic_return, episodic_length in episodes:
+            episode_step = global_step + (step + 1) * args.num_envs
+            writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
+            writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
+            recent_returns = (recent_returns + [episodic_return])[-100:]
+        global_step += args.batch_size
+
+        next_value = policy.value(next_obs)
+        # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+        terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
+        advantages, returns = compute_gae(
+            buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
+            args.gamma, args.gae_lambda,
+        )  # fmt: skip
+        metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+
+        sps = global_step / (time.time() - start_time)
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        if args.critic_learning_rate is not None:
+            writer.add_scalar("charts/critic_learning_rate", optimizer.param_groups[1]["lr"], global_step)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, global_step)
+        writer.add_scalar("charts/SPS", int(sps), global_step)
+        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
+
+    progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
+    envs.close()
+    writer.close()
+    return run_dir
+
+
+def main() -> None:
+    import tyro
+
+    args = tyro.cli(Args)
+    try:
+        check_args(args)
+    except UsageError as e:
+        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
