@@ -83,7 +83,8 @@ def test_rollout_policy_matches_the_torch_network():
         p.data.normal_(0, 0.5)
     policy = ppo.RolloutPolicy(agent, seed=0)
     obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
-    action, logprob, value = policy.act(obs)
+    action, logprob = policy.act(obs)
+    value = policy.value(obs)
     t_logprob, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(action))
     np.testing.assert_allclose(logprob, t_logprob.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(value, t_value.detach().numpy(), rtol=1e-5, atol=1e-5)
@@ -100,7 +101,7 @@ def test_rollout_policy_samples_the_softmax_distribution():
             p.zero_()
         agent.actor[4].bias.copy_(torch.tensor([0.0, 1.0, 2.0]))  # logits independent of the observation
     policy = ppo.RolloutPolicy(agent, seed=0)
-    actions, logprobs, _ = policy.act(np.zeros((20000, 1), np.float32))
+    actions, logprobs = policy.act(np.zeros((20000, 1), np.float32))
     probs = torch.softmax(torch.tensor([0.0, 1.0, 2.0]), 0).numpy()
     np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(actions), probs, atol=0.01)
     np.testing.assert_allclose(logprobs, np.log(probs[actions]), rtol=1e-5)
@@ -139,6 +140,8 @@ def test_transitions_at_episode_boundaries_on_a_real_vector_env():
         assert policy.value(following[None])[0] != pytest.approx(buf.truncation_values[step, env])
     # no truncation value where nothing was truncated
     assert np.all(buf.truncation_values[buf.truncations == 0] == 0.0)
+    # the values stored (computed in one batch after the rollout) are those of the stored observations
+    np.testing.assert_allclose(buf.values, policy.value(buf.obs.reshape(-1, 4)).reshape(64, 2), rtol=1e-6)
 
 
 def test_truncation_bootstrap_uses_the_final_observation_value():
@@ -154,7 +157,7 @@ def test_truncation_bootstrap_uses_the_final_observation_value():
     envs.reset(seed=3)
     buf = ppo.RolloutBuffer(5, 1, (4,))
     # replay the same actions through collect_rollout by fixing the policy's choice
-    policy.act = lambda o, it=iter(range(5)): (np.array([next(it) % 2]), np.zeros(1), np.zeros(1))
+    policy.act = lambda o, it=iter(range(5)): (np.array([next(it) % 2]), np.zeros(1))
     ppo.collect_rollout(policy, envs, obs, buf)
     assert buf.truncations[4, 0] == 1.0
     assert buf.truncation_values[4, 0] == pytest.approx(policy.value(final_obs[None])[0])
@@ -213,3 +216,46 @@ def test_learns_cartpole(in_tmp):
     ppo.check_args(args)
     returns = [value for _, value in read_scalars(ppo.train(args))["charts/episodic_return"]]
     assert np.mean(returns[-20:]) >= 195, returns[-20:]
+
+
+def test_flat_parameters_are_what_the_optimizer_sees_and_a_loaded_state_lands_in_them():
+    agent = ppo.Agent(4, 2)
+    actor_flat, critic_flat = agent.flat_params
+    assert actor_flat.numel() == sum(p.numel() for p in agent.actor.parameters())
+    assert critic_flat.numel() == sum(p.numel() for p in agent.critic.parameters())
+    for name, p in agent.named_parameters():
+        flat = critic_flat if name.startswith("critic.") else actor_flat
+        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr(), name
+        assert p.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr(), name
+    assert not any(key.startswith("flat") for key in agent.state_dict())  # the state_dict holds the named parameters
+    # a state loaded later (as a resumed run does) lands in the flat tensor, so the optimizer and the
+    # rollout's numpy policy see it
+    policy = ppo.RolloutPolicy(agent, seed=0)
+    other = ppo.Agent(4, 2)
+    agent.load_state_dict(other.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(agent.flat_params, other.flat_params))
+    obs = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(policy.value(obs), ppo.RolloutPolicy(other, seed=0).value(obs))
+
+
+def test_a_saved_and_loaded_agent_acts_and_values_alike(tmp_path):
+    torch.manual_seed(0)
+    agent = ppo.Agent(4, 2)
+    with torch.no_grad():  # move off the init so that the two actions' probabilities differ
+        for flat in agent.flat_params:
+            flat.normal_(0, 0.5)
+    args = ppo.Args()
+    optimizer = torch.optim.Adam(agent.flat_params, lr=1e-3)
+    ppo.save_checkpoint(str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, ppo.RolloutPolicy(agent, 0), args, 0, 0)
+    path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
+    assert path == str(tmp_path / "ppo.cleanrl_model")
+    loaded = ppo.load_agent(checkpoint)
+    obs = torch.from_numpy(np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(loaded.get_value(obs), agent.get_value(obs))
+        assert torch.equal(loaded.action(obs, True), agent.action(obs, True))
+        torch.manual_seed(7)
+        sample = agent.action(obs, False)
+        torch.manual_seed(7)
+        assert torch.equal(loaded.action(obs, False), sample)
+    assert not torch.equal(sample, agent.action(obs, True))  # sampled, not all the most likely action
