@@ -9,12 +9,14 @@ Details of Proximal Policy Optimization" (Huang et al., 2022), e.g. `(core 5)` o
 """
 
 import difflib
+import glob
 import math
 import os
 import random
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +35,22 @@ class Args:
     """torch CPU threads; the network is tiny, so more threads only add synchronisation"""
     progress: bool = True
     """show a progress line in the terminal"""
+    save_model: bool = True
+    """write a checkpoint (weights with the normalization statistics, optimizer, step, RNG states, args)
+    into the run directory at the end, every --checkpoint-every iterations and when interrupted"""
+    checkpoint_every: int = 100
+    """iterations between checkpoints (0: only at the end and when interrupted)"""
+    resume: str | None = None
+    """continue the run of this checkpoint (or run directory): same run directory, TensorBoard log,
+    learning-rate schedule, normalization statistics and RNG states; the environments start new episodes"""
+    eval_episodes: int = 0
+    """after training, play this many episodes with the trained policy and log eval/episodic_return"""
+    eval_deterministic: bool = False
+    """evaluate with the most likely action (the Gaussian's mean) instead of a sampled one"""
+    eval_checkpoint: str | None = None
+    """only evaluate this checkpoint (or run directory) for --eval-episodes episodes (10 if 0), then exit"""
+    capture_video: bool = False
+    """record MP4 videos of the first env's episodes (and of evaluation episodes) under videos/{run_name}/"""
 
     # Algorithm arguments
     env_id: str = "InvertedDoublePendulum-v4"
@@ -96,6 +114,18 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
 
 
+class NonFiniteError(Exception):
+    """A non-finite loss, gradient or parameter: the run stops, reported as one line, exit code 1."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: the run stopped after writing a checkpoint; exit code 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def check_args(args: Args) -> None:
     """Reject impossible settings and unsuitable environments before anything is written."""
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
@@ -104,6 +134,7 @@ def check_args(args: Args) -> None:
     for name in ("critic_learning_rate", "fixed_std"):
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    check_counts(args)
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
         raise UsageError(
@@ -115,6 +146,12 @@ def check_args(args: Args) -> None:
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
     check_env(args.env_id)
+
+
+def check_counts(args: Args) -> None:
+    for name in ("checkpoint_every", "eval_episodes"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or positive, got {getattr(args, name)}")
 
 
 def check_env(env_id: str) -> None:
@@ -144,17 +181,32 @@ def check_env(env_id: str) -> None:
         raise UsageError(f"{env_id} has {act_space} actions; {SCRIPT} handles continuous vectors (Box of rank 1) only")
 
 
-def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "rl-video") -> gym.Env:
+    """One environment; with a video folder, its episodes are recorded there as MP4 files (gymnasium's
+    RecordVideo: episodes 0, 1, 8, 27, ..., 1000, then every 1000th while training)."""
+    if video_folder:
+        # MuJoCo renders through OpenGL, and with no display (a server, CI) only an offscreen backend
+        # works: EGL (Mesa's software renderer or a GPU driver). Left unset, MuJoCo tries GLFW first and
+        # fails without a display; a backend the user chose (say MUJOCO_GL=glfw) is kept.
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    # The passive env checker (a wrapper that only inspects the first step) is left out.
+    env = gym.make(env_id, disable_env_checker=True, render_mode="rgb_array" if video_folder else None)
+    if video_folder:
+        env = gym.wrappers.RecordVideo(env, video_folder, name_prefix=name_prefix, disable_logger=True)
+    return env
+
+
+def make_envs(env_id: str, num_envs: int, video_folder: str | None = None) -> gym.vector.VectorEnv:
     # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns
     # the next episode's first observation, with the true last one in infos["final_obs"]; so no
     # transition of the batch is a bogus "autoreset step" (gymnasium 1.x's NEXT_STEP default).
-    # The passive env checker (a wrapper that only inspects the first step) is left out. copy=False:
-    # each observation returned is normalized into a new array before the next step overwrites it.
+    # copy=False: each observation returned is normalized into a new array before the next step
+    # overwrites it. With a video folder, the first env's episodes are recorded.
     # Observations and rewards are normalized by the script (see RunningMeanStd), not by gymnasium's
     # wrappers: their vector versions need NEXT_STEP autoreset, and their statistics would not be
     # part of the agent's state_dict.
     envs = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(env_id, disable_env_checker=True) for _ in range(num_envs)],
+        [lambda i=i: make_env(env_id, video_folder if i == 0 else None) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,
     )
@@ -322,6 +374,12 @@ class Agent(nn.Module):
         logprob = -0.5 * ((action - mean) * torch.exp(-logstd)).square().sum(-1) - log_normalizer
         entropy = (logstd.sum() + (0.5 + LOG_SQRT_2PI) * action_dim).expand(mean.shape[:-1])
         return logprob, entropy, self.get_value(obs)
+
+    def action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """The trained policy's action, for evaluation (of normalized observations, unclipped): the
+        Gaussian's mean, or a sample of it (drawn with torch's RNG)."""
+        mean = self.action_mean(obs)
+        return mean if deterministic else mean + self.actor_logstd.exp() * torch.randn_like(mean)
 
 
 class RolloutPolicy:
@@ -515,7 +573,11 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views (see Agent)
             loss.backward()
             # (core 11) global gradient clipping
-            nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            grad_norm = nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            # (numerical fault) stop before the optimizer step: the parameters stay the last finite ones
+            # (checked on Python floats: a fraction of the per-minibatch cost of torch.isfinite calls)
+            if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
+                raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
 
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
@@ -523,6 +585,9 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
+
+    if not all(torch.isfinite(p).all() for p in params):  # (the flat parameters: all of the agent's)
+        raise NonFiniteError("non-finite parameters after the update")
 
     # (core 12) clip fraction: the share of all minibatch samples whose ratio left the clip range
     clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef).float().mean()
@@ -587,15 +652,164 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     return torch.optim.Adam(param_groups, lr=args.learning_rate, eps=1e-5, fused=True)
 
 
-def train(args: Args) -> str:
-    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first."""
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
-    writer = SummaryWriter(run_dir)
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
-    )
+# ---------------------------------------------------------------------------------------------------
+# Keeping what was trained: checkpoints, resume, evaluation, interruption
+# ---------------------------------------------------------------------------------------------------
+
+# the Args that steer a run without changing what it learns: a resumed run takes these from the command
+# line, and all the others from its checkpoint
+RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
+               "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+
+
+def new_run_dir(args: Args) -> str:
+    """Create runs/{env_id}__{exp_name}__{seed}__{unix_time}; an existing directory is never reused
+    (the time stamp moves on to the next free second)."""
+    stamp = int(time.time())
+    while True:
+        run_dir = os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:
+            stamp += 1
+
+
+def save_checkpoint(path: str, agent: Agent, optimizer, policy: RolloutPolicy, args: Args, global_step: int,
+                    iteration: int) -> None:  # fmt: skip
+    """Everything a run needs to go on, in one file, written atomically: to a temporary file first, then
+    renamed over the old checkpoint, so that a crash mid-write never leaves a corrupt one."""
+    np_state = np.random.get_state()
+    state = {
+        # the weights, and the normalization statistics (obs_rms, return_rms: buffers of the agent)
+        "agent": agent.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "global_step": global_step,
+        "iteration": iteration,  # the iterations done, so that the learning-rate schedule goes on from there
+        "args": asdict(args),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+            "torch": torch.get_rng_state(),
+            "policy": policy.rng.bit_generator.state,
+        },
+    }
+    with open(path + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> tuple[str, dict]:
+    """The checkpoint at `path` (a file, or a run directory holding one): (its file path, its contents).
+    A missing, truncated or foreign file is a UsageError, not a traceback."""
+    if os.path.isdir(path):
+        found = glob.glob(os.path.join(path, "*.cleanrl_model"))
+        if len(found) != 1:
+            raise UsageError(f"{path} holds {len(found)} checkpoints (*.cleanrl_model), not one; name the file")
+        path = found[0]
+    if not os.path.isfile(path):
+        raise UsageError(f"no checkpoint at {path}")
+    try:
+        # weights_only: tensors, numbers, strings and containers only, so loading runs no pickled code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["agent"], state["args"]["env_id"], state["global_step"]  # the keys every checkpoint has
+    except Exception as e:
+        raise UsageError(f"{path} is not a readable checkpoint (truncated or corrupt? {type(e).__name__})") from None
+    return path, state
+
+
+def resumed_args(args: Args, saved: dict) -> Args:
+    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A
+    flag given on the command line that contradicts the checkpoint is refused."""
+    defaults = asdict(Args())
+    conflicts = [
+        f"--{name.replace('_', '-')} {saved[name]} (not {value})"
+        for name, value in asdict(args).items()
+        if name not in RUN_CONTROL and name in saved and value != defaults[name] and value != saved[name]
+    ]
+    if conflicts:
+        raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
+    names = {f.name for f in fields(Args)}
+    return Args(**{**{k: v for k, v in saved.items() if k in names}, **{k: getattr(args, k) for k in RUN_CONTROL}})
+
+
+def load_agent(checkpoint: dict) -> Agent:
+    """The agent of a checkpoint, its weights and normalization statistics loaded."""
+    args = Args(**{k: v for k, v in checkpoint["args"].items() if k in {f.name for f in fields(Args)}})
+    check_env(args.env_id)  # (a checkpoint of ppo.py or ppo_atari.py is named as such)
+    env = gym.make(args.env_id)
+    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], args.fixed_std, args.tanh_mean)
+    env.close()
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+    except RuntimeError as e:  # another network shape
+        raise UsageError(f"the checkpoint's weights do not fit the agent for {args.env_id}: {str(e).splitlines()[0]}")
+    return agent
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed: int = 0,
+             video_folder: str | None = None) -> list[float]:  # fmt: skip
+    """Play `episodes` whole episodes with the agent's policy; returns their returns, in the env's own
+    reward units. The agent is not changed: its normalization statistics are used frozen."""
+    env = make_env(env_id, video_folder, name_prefix="eval")
+    low, high = env.action_space.low, env.action_space.high
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            # (continuous 6, 7) normalized and clipped as in training, with the statistics left as they are
+            normalized = agent.normalize_obs(obs[None], update=False)
+            with torch.no_grad():
+                action = agent.action(torch.from_numpy(normalized), deterministic)[0].numpy()
+            # (continuous 5) clipped to the action bounds for the env
+            obs, reward, terminated, truncated, _ = env.step(np.minimum(np.maximum(action, low), high))
+            episode_return += float(reward)  # (unscaled: the reward scaling is for training only)
+            done = terminated or truncated
+        returns.append(episode_return)
+    env.close()
+    return returns
+
+
+class StopOnSignal:
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's kill) ask the run to stop: the current iteration is
+    finished, a checkpoint written and the TensorBoard log closed. A second signal stops at once."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
+    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first. With
+    `resume_from` (a `load_checkpoint` result), the run of that checkpoint goes on."""
+    if resume_from is None:
+        run_dir, checkpoint = new_run_dir(args), None
+        checkpoint_path = os.path.join(run_dir, f"{args.exp_name}.cleanrl_model")
+    else:
+        checkpoint_path, checkpoint = resume_from
+        run_dir = os.path.dirname(checkpoint_path)
+    run_name = os.path.basename(run_dir)
+    # resuming: the same directory, a new event file in it; purge_step hides whatever the stopped run
+    # logged after its checkpoint, so that TensorBoard shows one unbroken curve
+    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
+        )
 
     # seeding, so that a seed gives the same run every time
     random.seed(args.seed)
@@ -603,7 +817,8 @@ def train(args: Args) -> str:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
 
-    envs = make_envs(args.env_id, args.num_envs)
+    video_folder = os.path.join("videos", run_name) if args.capture_video else None
+    envs = make_envs(args.env_id, args.num_envs, video_folder)
     obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
     agent = Agent(obs_shape[0], action_shape[0], fixed_std=args.fixed_std, tanh_mean=args.tanh_mean)
     policy = RolloutPolicy(agent, args.seed)
@@ -611,48 +826,90 @@ def train(args: Args) -> str:
     optimizer = make_optimizer(agent, args)
     buf = RolloutBuffer(args.num_steps, args.num_envs, obs_shape, action_shape)
 
-    global_step = 0
+    global_step, done_iterations = 0, 0
+    if checkpoint is not None:
+        # (resume) weights, normalization statistics and optimizer state copied in place: the
+        # parameters stay views into the flat tensors that the optimizer holds, and the policy's and
+        # the statistics' numpy views stay valid. The step, the position in the learning-rate schedule
+        # and the RNG streams are taken up where they were.
+        agent.load_state_dict(checkpoint["agent"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
+        torch.set_rng_state(rng["torch"])
+        policy.rng.bit_generator.state = rng["policy"]
+        # (the reward scaler's running discounted return per env is not saved: it starts at zero again,
+        # as it does at every episode's start, and the envs do start new episodes; its statistics,
+        # return_rms, are restored with the agent)
+    saved = False  # whether checkpoint_path holds a checkpoint of this run
     recent_returns = []
     progress = Progress(args.num_iterations * args.batch_size, args.progress)
-    start_time = time.time()
-    next_obs, _ = envs.reset(seed=args.seed)
+    stop = StopOnSignal()
+    start_time, start_step = time.time(), global_step
+    # (a resumed run's envs start new episodes: their state is not in the checkpoint)
+    next_obs, _ = envs.reset(seed=args.seed + done_iterations)
     next_obs = agent.normalize_obs(next_obs, update=True)
-    for iteration in range(1, args.num_iterations + 1):
-        if args.anneal_lr:
-            # (core 4) learning rate(s) annealed linearly to 0
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations
-            for group in optimizer.param_groups:
-                group["lr"] = frac * group["initial_lr"]
+    try:
+        for iteration in range(done_iterations + 1, args.num_iterations + 1):
+            if args.anneal_lr:
+                # (core 4) learning rate(s) annealed linearly to 0
+                frac = 1.0 - (iteration - 1.0) / args.num_iterations
+                for group in optimizer.param_groups:
+                    group["lr"] = frac * group["initial_lr"]
 
-        next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
-        for step, _, episodic_return, episodic_length in episodes:
-            episode_step = global_step + (step + 1) * args.num_envs
-            writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
-            writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
-            recent_returns = (recent_returns + [episodic_return])[-100:]
-        global_step += args.batch_size
+            next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
+            for step, _, episodic_return, episodic_length in episodes:
+                episode_step = global_step + (step + 1) * args.num_envs
+                writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
+                recent_returns = (recent_returns + [episodic_return])[-100:]
+            global_step += args.batch_size
 
-        next_value = policy.value(next_obs)
-        # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
-        terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
-        advantages, returns = compute_gae(
-            buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
-            args.gamma, args.gae_lambda,
-        )  # fmt: skip
-        metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+            next_value = policy.value(next_obs)
+            # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+            terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
+            advantages, returns = compute_gae(
+                buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
+                args.gamma, args.gae_lambda,
+            )  # fmt: skip
+            try:
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+            except NonFiniteError as e:
+                last_good = checkpoint_path if saved or checkpoint is not None else "none written yet"
+                raise NonFiniteError(f"{e} at iteration {iteration} (step {global_step}); "
+                                     f"last good checkpoint: {last_good}") from None  # fmt: skip
 
-        sps = global_step / (time.time() - start_time)
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        if args.critic_learning_rate is not None:
-            writer.add_scalar("charts/critic_learning_rate", optimizer.param_groups[1]["lr"], global_step)
-        for tag, value in metrics.items():
-            writer.add_scalar(tag, value, global_step)
-        writer.add_scalar("charts/SPS", int(sps), global_step)
-        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
+            sps = (global_step - start_step) / (time.time() - start_time)
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            if args.critic_learning_rate is not None:
+                writer.add_scalar("charts/critic_learning_rate", optimizer.param_groups[1]["lr"], global_step)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, global_step)
+            writer.add_scalar("charts/SPS", int(sps), global_step)
+            progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
 
-    progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
-    envs.close()
-    writer.close()
+            last = iteration == args.num_iterations
+            if args.save_model and (last or stop.signal or (args.checkpoint_every and iteration % args.checkpoint_every == 0)):
+                save_checkpoint(checkpoint_path, agent, optimizer, policy, args, global_step, iteration)
+                saved = True
+            if stop.signal:
+                where = f"checkpoint {checkpoint_path}; resume with: python {SCRIPT} --resume {checkpoint_path}"
+                where = where if args.save_model else "no checkpoint (--no-save-model)"
+                raise Interrupted(f"stopped at step {global_step}; {where}", stop.signal)
+        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
+    finally:
+        stop.restore()
+        envs.close()
+        writer.close()  # flushed: everything logged so far is on disk, whatever stopped the run
+
+    if args.eval_episodes:
+        returns = evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, video_folder)
+        with SummaryWriter(run_dir) as eval_writer:
+            for i, episodic_return in enumerate(returns):
+                eval_writer.add_scalar("eval/episodic_return", episodic_return, i)
+        print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
     return run_dir
 
 
@@ -661,11 +918,35 @@ def main() -> None:
 
     args = tyro.cli(Args)
     try:
+        if args.eval_checkpoint is not None:
+            # evaluate a saved policy and exit: no training, no run directory
+            check_counts(args)
+            path, checkpoint = load_checkpoint(args.eval_checkpoint)
+            saved_args = checkpoint["args"]
+            video_folder = os.path.join("videos", os.path.basename(os.path.dirname(os.path.abspath(path))))
+            returns = evaluate(load_agent(checkpoint), saved_args["env_id"], args.eval_episodes or 10,
+                               args.eval_deterministic, args.seed, video_folder if args.capture_video else None)  # fmt: skip
+            print(f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes "
+                  f"({'deterministic' if args.eval_deterministic else 'sampled'} actions)")  # fmt: skip
+            return
+        resume_from = None
+        if args.resume is not None:
+            resume_from = load_checkpoint(args.resume)
+            args = resumed_args(args, resume_from[1]["args"])
         check_args(args)
+        if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
+            raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume")
     except UsageError as e:
         print(f"{SCRIPT}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    train(args)
+    try:
+        train(args, resume_from)
+    except NonFiniteError as e:
+        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Interrupted as e:
+        print(f"{SCRIPT}: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from conftest import ROOT, read_scalars, run_script
 # per script: tiny settings (as CLI flags, which are also Args fields) that run a few iterations fast
 TINY = {
     "ppo": {"--num-steps": "32", "--total-timesteps": "1024"},
+    "ppo_continuous_action": {"--env-id": "InvertedPendulum-v4", "--num-steps": "64", "--num-minibatches": "4",
+                              "--update-epochs": "2", "--total-timesteps": "1024"},
 }
 SCRIPTS = list(TINY)
 

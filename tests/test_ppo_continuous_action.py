@@ -275,6 +275,108 @@ def test_flat_parameters_are_what_the_optimizer_sees():
     assert clone.obs_rms.count.item() == pytest.approx(1 + 1e-4) and agent.obs_rms.count.item() == 1e-4
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"fixed_std": 0.3, "tanh_mean": True}])
+def test_a_saved_and_loaded_agent_acts_values_and_normalizes_alike_and_evaluation_freezes_it(tmp_path, kwargs):
+    args = ppo.Args(env_id="Hopper-v5", **kwargs)  # 11 observations, 3 actions within [-1, 1]
+    agent = perturbed_agent(11, 3, **kwargs)
+    rng = np.random.default_rng(0)
+    # non-trivial statistics: observations around 3 with std 2, returns with std 5
+    agent.normalize_obs(rng.normal(3.0, 2.0, size=(500, 11)), update=True)
+    agent.return_rms.update(rng.normal(0.0, 5.0, size=300))
+    optimizer = ppo.make_optimizer(agent, args)
+    policy = ppo.RolloutPolicy(agent, seed=0)
+    ppo.save_checkpoint(str(tmp_path / "run.cleanrl_model"), agent, optimizer, policy, args, 0, 0)
+
+    path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
+    assert path == str(tmp_path / "run.cleanrl_model")
+    loaded = ppo.load_agent(checkpoint)
+    assert loaded.tanh_mean == args.tanh_mean and ("actor_logstd" in dict(loaded.named_parameters())) == (not kwargs)
+    before = {k: v.clone() for k, v in agent.state_dict().items()}
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert loaded.obs_rms.count.item() == pytest.approx(500 + 1e-4) and loaded.return_rms.var.item() > 10
+
+    raw = rng.normal(3.0, 2.0, size=(8, 11))
+    obs = agent.normalize_obs(raw, update=False)
+    np.testing.assert_array_equal(loaded.normalize_obs(raw, update=False), obs)
+    t_obs = torch.from_numpy(obs)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.action(t_obs, True), agent.action(t_obs, True), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.get_value(t_obs), agent.get_value(t_obs), rtol=0, atol=0)
+        torch.manual_seed(7)
+        sample = agent.action(t_obs, False)
+        torch.manual_seed(7)
+        torch.testing.assert_close(loaded.action(t_obs, False), sample, rtol=0, atol=0)
+    assert not torch.equal(sample, agent.action(t_obs, True))  # a sample, not the mean
+    # the rollout's numpy policy of the loaded agent: the same values and, seeded alike, the same samples
+    loaded_policy = ppo.RolloutPolicy(loaded, seed=3)
+    np.testing.assert_array_equal(loaded_policy.value(obs), ppo.RolloutPolicy(agent, seed=3).value(obs))
+    for a, b in zip(loaded_policy.act(obs), ppo.RolloutPolicy(agent, seed=3).act(obs)):
+        np.testing.assert_array_equal(a, b)
+
+    # evaluation plays with frozen statistics (and changes nothing of the agent) ...
+    returns = ppo.evaluate(loaded, "Hopper-v5", 2, deterministic=False, seed=0)
+    assert len(returns) == 2
+    deterministic = ppo.evaluate(loaded, "Hopper-v5", 1, deterministic=True, seed=5)
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # ... and its returns are the env's own: the sum of the raw rewards of the mean actions, clipped
+    env = gym.make("Hopper-v5")
+    raw_obs, _ = env.reset(seed=5)
+    expected, done = 0.0, False
+    while not done:
+        with torch.no_grad():
+            mean = agent.action_mean(torch.from_numpy(agent.normalize_obs(raw_obs[None], update=False)))[0].numpy()
+        raw_obs, reward, terminated, truncated, _ = env.step(np.clip(mean, -1.0, 1.0))
+        expected, done = expected + reward, terminated or truncated
+    env.close()
+    assert deterministic == [pytest.approx(expected, rel=1e-9)]
+
+
+def test_resuming_loads_into_the_flat_parameters_that_the_optimizer_and_the_policy_hold(tmp_path):
+    args = ppo.Args(env_id="InvertedPendulum-v4")
+
+    def step(agent, optimizer):  # one optimizer step on a fixed loss
+        optimizer.zero_grad(set_to_none=False)
+        logprob, _, value = agent.evaluate(torch.ones(3, 4), torch.ones(3, 2))
+        (logprob.sum() + value.square().sum()).backward()
+        optimizer.step()
+
+    trained = perturbed_agent(4, 2)
+    trained.normalize_obs(np.random.default_rng(0).normal(size=(50, 4)), update=True)
+    trained_optimizer = ppo.make_optimizer(trained, args)
+    step(trained, trained_optimizer)
+    path = str(tmp_path / "run.cleanrl_model")
+    ppo.save_checkpoint(path, trained, trained_optimizer, ppo.RolloutPolicy(trained, seed=0), args, 0, 1)
+    _, checkpoint = ppo.load_checkpoint(path)
+    agent_state, optimizer_state = checkpoint["agent"], checkpoint["optimizer"]
+    assert not any(key.startswith("flat") for key in agent_state)  # the state_dict holds the named parameters
+
+    # as train() resumes: the agent, its policy and its optimizer exist first, then the state is loaded
+    agent = ppo.Agent(4, 2)
+    policy = ppo.RolloutPolicy(agent, seed=0)
+    optimizer = ppo.make_optimizer(agent, args)
+    agent.load_state_dict(agent_state)
+    optimizer.load_state_dict(optimizer_state)
+    actor_flat, critic_flat = agent.flat_params
+    for name, p in agent.named_parameters():  # still views into the flat tensors, now holding the loaded values
+        flat = critic_flat if name.startswith("critic.") else actor_flat
+        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr(), name
+        assert p.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr(), name
+    for flat, trained_flat in zip(agent.flat_params, trained.flat_params):
+        assert torch.equal(flat, trained_flat)
+    obs = agent.normalize_obs(np.ones((2, 4)), update=False)  # (the statistics' numpy views see the loaded ones)
+    np.testing.assert_array_equal(obs, trained.normalize_obs(np.ones((2, 4)), update=False))
+    np.testing.assert_array_equal(policy.value(obs), ppo.RolloutPolicy(trained, seed=0).value(obs))
+    assert [p for group in optimizer.param_groups for p in group["params"]] == list(agent.flat_params)
+    # the optimizer's moments belong to the flat parameters: the next step is the same as the trained run's
+    step(agent, optimizer)
+    step(trained, trained_optimizer)
+    for (name, p), q in zip(agent.named_parameters(), trained.parameters()):
+        assert torch.equal(p, q), name
+    np.testing.assert_array_equal(policy.value(obs), ppo.RolloutPolicy(trained, seed=0).value(obs))
+
+
 def test_separate_critic_learning_rate_makes_two_groups():
     agent = ppo.Agent(4, 2)
     actor, critic = ppo.make_optimizer(agent, ppo.Args(critic_learning_rate=1e-3)).param_groups
