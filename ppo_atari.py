@@ -12,11 +12,13 @@ GAE, losses, update, training loop. Each implementation detail carries a comment
 """
 
 import difflib
+import glob
 import os
 import random
+import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 import cv2
@@ -47,6 +49,24 @@ class Args:
     async when the machine has more than 2 cores"""
     ale_threads: int = 0
     """ale-vector backend: threads of the C++ env (0: one per env, at most one per core)"""
+    save_model: bool = True
+    """write a checkpoint (weights, optimizer, step, RNG states, args) into the run directory at the end,
+    every --checkpoint-every iterations and when interrupted"""
+    checkpoint_every: int = 100
+    """iterations between checkpoints (0: only at the end and when interrupted)"""
+    resume: str | None = None
+    """continue the run of this checkpoint (or run directory): same run directory, TensorBoard log,
+    learning-rate schedule and RNG states; the environments start new games"""
+    eval_episodes: int = 0
+    """after training, play this many whole games (all lives) with the trained policy and log
+    eval/episodic_return, the real game score"""
+    eval_deterministic: bool = False
+    """evaluate with the most likely action (argmax) instead of a sampled one"""
+    eval_checkpoint: str | None = None
+    """only evaluate this checkpoint (or run directory) for --eval-episodes games (10 if 0), then exit"""
+    capture_video: bool = False
+    """record MP4 videos of the first env's games (and of evaluation games) under videos/{run_name}/;
+    training needs --env-backend gymnasium for it"""
 
     # Algorithm arguments
     env_id: str = "BreakoutNoFrameskip-v4"
@@ -95,8 +115,23 @@ class Args:
     """the number of rollout-and-update iterations (total_timesteps // batch_size; computed at runtime)"""
 
 
+SCRIPT = os.path.basename(__file__)
+
+
 class UsageError(Exception):
     """Bad input from the user: reported as one line on stderr, exit code 2."""
+
+
+class NonFiniteError(Exception):
+    """A non-finite loss, gradient or parameter: the run stops, reported as one line, exit code 1."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM: the run stopped after writing a checkpoint; exit code 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 def check_args(args: Args) -> None:
@@ -106,6 +141,12 @@ def check_args(args: Args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.ale_threads < 0:
         raise UsageError(f"--ale-threads must be 0 (automatic) or positive, got {args.ale_threads}")
+    check_counts(args)
+    # ale-py's C++ vector env has no render mode: rather than quietly record nothing of the training games
+    # with the default backend, say so at once (evaluation videos need no flag: evaluation always plays
+    # one env of the gymnasium backend)
+    if args.capture_video and args.env_backend != "gymnasium":
+        raise UsageError("--capture-video needs --env-backend gymnasium (ale-py's C++ vector env cannot render)")
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
         raise UsageError(
@@ -117,6 +158,12 @@ def check_args(args: Args) -> None:
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
     check_env(args.env_id, args.env_backend)
+
+
+def check_counts(args: Args) -> None:
+    for name in ("checkpoint_every", "eval_episodes"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or positive, got {getattr(args, name)}")
 
 
 def register_atari_envs() -> None:
@@ -303,11 +350,12 @@ class ClipRewardEnv(gym.RewardWrapper):
         return float(np.sign(reward))
 
 
-def make_raw_env(env_id: str) -> gym.Env:
+def make_raw_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """The emulator of the id's game, one frame per step, grayscale screens; sticky actions and the
-    frame limit as the id says (XNoFrameskip-v4: no sticky actions; ALE/X-v5: 0.25)."""
+    frame limit as the id says (XNoFrameskip-v4: no sticky actions; ALE/X-v5: 0.25). With render_mode
+    "rgb_array", env.render() gives the colour screen."""
     register_atari_envs()
-    return gym.make(env_id, frameskip=1, obs_type="grayscale", disable_env_checker=True)
+    return gym.make(env_id, frameskip=1, obs_type="grayscale", render_mode=render_mode, disable_env_checker=True)
 
 
 def wrap_atari(env: gym.Env, noop_max: int = 30, fire_reset: bool = True) -> gym.Env:
@@ -325,8 +373,17 @@ def wrap_atari(env: gym.Env, noop_max: int = 30, fire_reset: bool = True) -> gym
     return gym.wrappers.FrameStackObservation(env, 4)
 
 
-def make_atari_env(env_id: str, noop_max: int = 30, fire_reset: bool = True) -> gym.Env:
-    return wrap_atari(make_raw_env(env_id), noop_max, fire_reset)
+def make_atari_env(env_id: str, noop_max: int = 30, fire_reset: bool = True, video_folder: str | None = None,
+                   name_prefix: str = "rl-video") -> gym.Env:  # fmt: skip
+    """One preprocessed env; with a video folder, its games are recorded there as MP4 files (gymnasium's
+    RecordVideo: games 0, 1, 8, 27, ..., 1000, then every 1000th). The recorder sits on the emulator,
+    below the Atari wrappers: the videos show the real game in colour, every frame at the console's 60
+    per second, every life of it, not the agent's 84x84 gray view. (It keeps a game's frames in memory
+    until the game ends: about 100 kB a frame.)"""
+    env = make_raw_env(env_id, "rgb_array" if video_folder else None)
+    if video_folder:
+        env = gym.wrappers.RecordVideo(env, video_folder, name_prefix=name_prefix, fps=60, disable_logger=True)
+    return wrap_atari(env, noop_max, fire_reset)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -435,12 +492,15 @@ class VectorClipReward(gym.vector.VectorRewardWrapper):
 
 
 def make_envs(
-    env_id: str, num_envs: int, env_backend: str = "gymnasium", gym_vector: str = "auto", ale_threads: int = 0
+    env_id: str, num_envs: int, env_backend: str = "gymnasium", gym_vector: str = "auto", ale_threads: int = 0,
+    video_folder: str | None = None,
 ) -> gym.vector.VectorEnv:
     """Either backend, with the same observations ((4, 84, 84) uint8 per env), rewards (clipped to their
     sign), episode ends (terminated at a lost life), final observations (infos["final_obs"]) and game
-    statistics (infos["final_info"]["episode"])."""
+    statistics (infos["final_info"]["episode"]). With a video folder (gymnasium backend only: the C++ env
+    cannot render), the first env's games are recorded."""
     if env_backend == "ale-vector":
+        assert video_folder is None, "the C++ env cannot render (check_args refuses --capture-video with it)"
         return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))
     # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns the
     # next episode's first observation, with the true last one in infos["final_obs"]; so no transition
@@ -449,8 +509,18 @@ def make_envs(
     if gym_vector == "auto":
         gym_vector = "async" if (os.cpu_count() or 1) > 2 else "sync"
     vector_env = gym.vector.AsyncVectorEnv if gym_vector == "async" else gym.vector.SyncVectorEnv
+
+    def env_fn(i: int) -> gym.Env:
+        if gym_vector == "async":
+            # (in a worker process) Ctrl-C signals the whole process group: the workers ignore SIGINT and
+            # SIGTERM and step on, so that the main process can finish its iteration, write a checkpoint
+            # (see StopOnSignal) and close them
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
+        return make_atari_env(env_id, video_folder=video_folder if i == 0 else None)
+
     return vector_env(
-        [lambda: make_atari_env(env_id) for _ in range(num_envs)],
+        [lambda i=i: env_fn(i) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,
     )
@@ -508,6 +578,11 @@ class Agent(nn.Module):
         logp_all = self.actor(hidden).log_softmax(-1)
         action = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
         return action, logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.critic(hidden).squeeze(-1)
+
+    def action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        """The trained policy's action, for evaluation: the most likely one, or a sample."""
+        logits = self.actor(self.hidden(obs))
+        return logits.argmax(-1) if deterministic else torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
 
 
 class RolloutBuffer:
@@ -647,11 +722,17 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             optimizer.zero_grad()
             loss.backward()
             # (core 11) global gradient clipping
-            nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)
+            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):  # (one device-to-host sync)
+                # (numerical fault) stop before the optimizer step: the parameters stay the last finite ones
+                raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
 
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
+
+    if not all(torch.isfinite(p).all() for p in agent.parameters()):
+        raise NonFiniteError("non-finite parameters after the update")
 
     # (core 12) explained variance: how much of the returns' variance the value function explains
     y_pred, y_true = buf.values.ravel(), returns.ravel()
@@ -698,15 +779,169 @@ class Progress:
         print(("\r" + line + ("\n" if final else "")) if self.tty else line, end="" if self.tty else "\n", flush=True)
 
 
-def train(args: Args) -> str:
-    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first."""
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.join("runs", run_name)
-    writer = SummaryWriter(run_dir)
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
-    )
+# ---------------------------------------------------------------------------------------------------
+# Keeping what was trained: checkpoints, resume, evaluation, interruption
+# ---------------------------------------------------------------------------------------------------
+
+# the Args that steer a run without changing what it learns: a resumed run takes these from the command
+# line, and all the others from its checkpoint. The device, the gymnasium backend's sync/async stepping
+# and the C++ env's threads change the speed only. --env-backend is not among them: the two backends
+# give the same frames, but not the same games (after a lost life the C++ env waits for the agent's
+# FIRE, and it starts games and counts frames differently), so a run keeps the backend it started with.
+RUN_CONTROL = {"progress", "torch_threads", "cuda", "gym_vector", "ale_threads", "save_model", "checkpoint_every",
+               "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+
+
+def new_run_dir(args: Args) -> str:
+    """Create runs/{env_id}__{exp_name}__{seed}__{unix_time}; an existing directory is never reused
+    (the time stamp moves on to the next free second)."""
+    stamp = int(time.time())
+    while True:
+        run_dir = os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:
+            stamp += 1
+
+
+def save_checkpoint(path: str, agent: Agent, optimizer, args: Args, global_step: int, iteration: int) -> None:
+    """Everything a run needs to go on, in one file, written atomically: to a temporary file first, then
+    renamed over the old checkpoint, so that a crash mid-write never leaves a corrupt one."""
+    np_state = np.random.get_state()
+    rng = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if next(agent.parameters()).is_cuda:
+        rng["cuda"] = torch.cuda.get_rng_state()  # the shuffles and the rollout's samples, when on the GPU
+    state = {
+        "agent": {name: tensor.cpu() for name, tensor in agent.state_dict().items()},  # loadable without a GPU
+        "optimizer": optimizer.state_dict(),
+        "global_step": global_step,
+        "iteration": iteration,  # the iterations done, so that the learning-rate schedule goes on from there
+        "args": asdict(args),
+        "rng": rng,
+    }
+    with open(path + ".tmp", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str) -> tuple[str, dict]:
+    """The checkpoint at `path` (a file, or a run directory holding one): (its file path, its contents).
+    A missing, truncated or foreign file is a UsageError, not a traceback."""
+    if os.path.isdir(path):
+        found = glob.glob(os.path.join(path, "*.cleanrl_model"))
+        if len(found) != 1:
+            raise UsageError(f"{path} holds {len(found)} checkpoints (*.cleanrl_model), not one; name the file")
+        path = found[0]
+    if not os.path.isfile(path):
+        raise UsageError(f"no checkpoint at {path}")
+    try:
+        # weights_only: tensors, numbers, strings and containers only, so loading runs no pickled code;
+        # map_location: a checkpoint written on a GPU loads on any machine
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["agent"], state["args"]["env_id"], state["global_step"]  # the keys every checkpoint has
+    except Exception as e:
+        raise UsageError(f"{path} is not a readable checkpoint (truncated or corrupt? {type(e).__name__})") from None
+    return path, state
+
+
+def resumed_args(args: Args, saved: dict) -> Args:
+    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A
+    flag given on the command line that contradicts the checkpoint is refused."""
+    defaults = asdict(Args())
+    conflicts = [
+        f"--{name.replace('_', '-')} {saved[name]} (not {value})"
+        for name, value in asdict(args).items()
+        if name not in RUN_CONTROL and name in saved and value != defaults[name] and value != saved[name]
+    ]
+    if conflicts:
+        raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
+    names = {f.name for f in fields(Args)}
+    return Args(**{**{k: v for k, v in saved.items() if k in names}, **{k: getattr(args, k) for k in RUN_CONTROL}})
+
+
+def load_agent(checkpoint: dict) -> Agent:
+    """The agent of a checkpoint, its weights loaded (on the CPU)."""
+    env_id = checkpoint["args"]["env_id"]
+    check_env(env_id)  # a known Atari id (an unknown one is a UsageError), playable by the gymnasium backend
+    env = make_raw_env(env_id)
+    agent = Agent(int(env.action_space.n))
+    env.close()
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+    except RuntimeError as e:  # another network shape
+        raise UsageError(f"the checkpoint's weights do not fit the agent for {env_id}: {str(e).splitlines()[0]}")
+    return agent
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed: int = 0,
+             video_folder: str | None = None) -> list[float]:  # fmt: skip
+    """Play `episodes` whole games with the agent's policy; returns their real scores (unclipped, over
+    all lives, as RecordGameStatistics reports them). One env of the gymnasium backend, with the
+    preprocessing of training, whichever backend trained the agent; the agent is not changed."""
+    env = make_atari_env(env_id, video_folder=video_folder, name_prefix="eval")
+    device = next(agent.parameters()).device
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        while True:
+            with torch.inference_mode():
+                action = agent.action(torch.as_tensor(obs, device=device)[None], deterministic)
+            obs, _, terminated, truncated, info = env.step(int(action[0]))
+            if "episode" in info:  # game over (or the frame limit): the real score of the whole game
+                returns.append(float(info["episode"]["r"]))
+                break
+            if terminated or truncated:
+                # (atari 3) a lost life ends the learning episode, not the game: play on (the "reset" is a
+                # no-op step, then (atari 4) fire reset, as in training)
+                obs, _ = env.reset()
+    env.close()
+    return returns
+
+
+class StopOnSignal:
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's kill) ask the run to stop: the current iteration is
+    finished, a checkpoint written and the TensorBoard log closed. A second signal stops at once."""
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
+    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first. With
+    `resume_from` (a `load_checkpoint` result), the run of that checkpoint goes on."""
+    if resume_from is None:
+        run_dir, checkpoint = new_run_dir(args), None
+        checkpoint_path = os.path.join(run_dir, f"{args.exp_name}.cleanrl_model")
+    else:
+        checkpoint_path, checkpoint = resume_from
+        run_dir = os.path.dirname(checkpoint_path)
+    run_name = os.path.basename(run_dir)
+    # resuming: the same directory, a new event file in it; purge_step hides whatever the stopped run
+    # logged after its checkpoint, so that TensorBoard shows one unbroken curve
+    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
+    if checkpoint is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
+        )
 
     # seeding, so that a seed gives the same run every time
     random.seed(args.seed)
@@ -715,51 +950,90 @@ def train(args: Args) -> str:
     torch.set_num_threads(args.torch_threads)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads)
+    video_folder = os.path.join("videos", run_name) if args.capture_video else None
+    envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads, video_folder)
     agent = Agent(int(envs.single_action_space.n)).to(device)
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape, device)
 
-    global_step = 0
+    global_step, done_iterations = 0, 0
+    if checkpoint is not None:
+        # (resume) weights and optimizer state copied onto the training device, and the step, the position
+        # in the learning-rate schedule and the RNG streams taken up where they were
+        agent.load_state_dict(checkpoint["agent"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
+        rng = checkpoint["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and device.type == "cuda":  # (resumed on the CPU, or first on a GPU: seeded above)
+            torch.cuda.set_rng_state(rng["cuda"])
+    saved = False  # whether checkpoint_path holds a checkpoint of this run
     recent_returns = []
     progress = Progress(args.num_iterations * args.batch_size, args.progress)
-    start_time = time.time()
-    next_obs, _ = envs.reset(seed=args.seed)
-    for iteration in range(1, args.num_iterations + 1):
-        if args.anneal_lr:
-            # (core 4) learning rate annealed linearly to 0
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations
-            optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+    stop = StopOnSignal()
+    start_time, start_step = time.time(), global_step
+    # (a resumed run's envs start new games: their state is not in the checkpoint)
+    next_obs, _ = envs.reset(seed=args.seed + done_iterations)
+    try:
+        for iteration in range(done_iterations + 1, args.num_iterations + 1):
+            if args.anneal_lr:
+                # (core 4) learning rate annealed linearly to 0
+                frac = 1.0 - (iteration - 1.0) / args.num_iterations
+                optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
-        next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
-        for step, _, episodic_return, episodic_length in episodes:
-            episode_step = global_step + (step + 1) * args.num_envs
-            writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
-            writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
-            recent_returns = (recent_returns + [episodic_return])[-100:]
-        global_step += args.batch_size
+            next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
+            for step, _, episodic_return, episodic_length in episodes:
+                episode_step = global_step + (step + 1) * args.num_envs
+                writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
+                writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
+                recent_returns = (recent_returns + [episodic_return])[-100:]
+            global_step += args.batch_size
 
-        with torch.inference_mode():
-            next_value = agent.get_value(torch.from_numpy(next_obs).to(device)).cpu().numpy()
-        # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
-        terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
-        advantages, returns = compute_gae(
-            buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
-            args.gamma, args.gae_lambda,
-        )  # fmt: skip
-        metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+            with torch.inference_mode():
+                next_value = agent.get_value(torch.from_numpy(next_obs).to(device)).cpu().numpy()
+            # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+            terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
+            advantages, returns = compute_gae(
+                buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
+                args.gamma, args.gae_lambda,
+            )  # fmt: skip
+            try:
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+            except NonFiniteError as e:
+                last_good = checkpoint_path if saved or checkpoint is not None else "none written yet"
+                raise NonFiniteError(f"{e} at iteration {iteration} (step {global_step}); "
+                                     f"last good checkpoint: {last_good}") from None  # fmt: skip
 
-        sps = global_step / (time.time() - start_time)
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-        for tag, value in metrics.items():
-            writer.add_scalar(tag, value, global_step)
-        writer.add_scalar("charts/SPS", int(sps), global_step)
-        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
+            sps = (global_step - start_step) / (time.time() - start_time)
+            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+            for tag, value in metrics.items():
+                writer.add_scalar(tag, value, global_step)
+            writer.add_scalar("charts/SPS", int(sps), global_step)
+            progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
 
-    progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
-    envs.close()
-    writer.close()
+            last = iteration == args.num_iterations
+            if args.save_model and (last or stop.signal or (args.checkpoint_every and iteration % args.checkpoint_every == 0)):
+                save_checkpoint(checkpoint_path, agent, optimizer, args, global_step, iteration)
+                saved = True
+            if stop.signal:
+                where = f"checkpoint {checkpoint_path}; resume with: python {SCRIPT} --resume {checkpoint_path}"
+                where = where if args.save_model else "no checkpoint (--no-save-model)"
+                raise Interrupted(f"stopped at step {global_step}; {where}", stop.signal)
+        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
+    finally:
+        stop.restore()
+        envs.close()  # (with --capture-video, this also writes env 0's game in progress)
+        writer.close()  # flushed: everything logged so far is on disk, whatever stopped the run
+
+    if args.eval_episodes:
+        returns = evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, video_folder)
+        with SummaryWriter(run_dir) as eval_writer:
+            for i, episodic_return in enumerate(returns):
+                eval_writer.add_scalar("eval/episodic_return", episodic_return, i)
+        print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
     return run_dir
 
 
@@ -768,11 +1042,36 @@ def main() -> None:
 
     args = tyro.cli(Args)
     try:
+        if args.eval_checkpoint is not None:
+            # evaluate a saved policy and exit: no training, no run directory
+            check_counts(args)
+            path, checkpoint = load_checkpoint(args.eval_checkpoint)
+            saved_args = checkpoint["args"]
+            video_folder = os.path.join("videos", os.path.basename(os.path.dirname(os.path.abspath(path))))
+            torch.set_num_threads(args.torch_threads)
+            returns = evaluate(load_agent(checkpoint), saved_args["env_id"], args.eval_episodes or 10,
+                               args.eval_deterministic, args.seed, video_folder if args.capture_video else None)  # fmt: skip
+            print(f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes "
+                  f"({'deterministic' if args.eval_deterministic else 'sampled'} actions)")  # fmt: skip
+            return
+        resume_from = None
+        if args.resume is not None:
+            resume_from = load_checkpoint(args.resume)
+            args = resumed_args(args, resume_from[1]["args"])
         check_args(args)
+        if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
+            raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume")
     except UsageError as e:
-        print(f"{os.path.basename(__file__)}: error: {e}", file=sys.stderr)
+        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    train(args)
+    try:
+        train(args, resume_from)
+    except NonFiniteError as e:
+        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Interrupted as e:
+        print(f"{SCRIPT}: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 if __name__ == "__main__":

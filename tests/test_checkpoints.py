@@ -18,6 +18,8 @@ TINY = {
     "ppo": {"--num-steps": "32", "--total-timesteps": "1024"},
     "ppo_continuous_action": {"--env-id": "InvertedPendulum-v4", "--num-steps": "64", "--num-minibatches": "4",
                               "--update-epochs": "2", "--total-timesteps": "1024"},
+    "ppo_atari": {"--env-backend": "gymnasium", "--gym-vector": "sync", "--num-envs": "2", "--num-steps": "32",
+                  "--total-timesteps": "512"},
 }
 SCRIPTS = list(TINY)
 

@@ -1,15 +1,20 @@
 """Tests of ppo_atari.py: each Atari wrapper on a real game, the C++ backend against the wrappers
 pixel for pixel, the game statistics of both backends, the network, episode boundaries of a rollout,
-logging, determinism and bad input. Real ALE emulators throughout; the runs are tiny (CPU)."""
+logging, determinism, saved agents, evaluation and bad input. Real ALE emulators throughout; the runs
+are tiny (CPU). (Checkpoints, resume, signals and videos: tests/test_checkpoints.py.)"""
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TAGS, read_scalars, read_text, run_script
+from conftest import ROOT, TAGS, read_scalars, read_text, run_script
 
 import ppo_atari
 
@@ -374,9 +379,106 @@ def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, env_backend):
     assert first["losses/value_loss"] != third["losses/value_loss"]
 
 
+# --- saved agents and evaluation ------------------------------------------------------------------------
+
+
+def test_a_saved_agent_loads_back_with_the_same_actions_and_values(tmp_path):
+    args = ppo_atari.Args(env_id=BREAKOUT)
+    ppo_atari.check_args(args)
+    # real observations: the first frames of a game played at random
+    env = ppo_atari.make_atari_env(BREAKOUT)
+    frames, rng = [env.reset(seed=0)[0]], np.random.default_rng(0)
+    for _ in range(15):
+        frames.append(env.step(int(rng.integers(4)))[0])
+    env.close()
+    obs = torch.as_tensor(np.stack(frames))
+    # an agent away from its initialization (non-zero biases, a policy head that prefers some actions),
+    # and an optimizer with state
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(4)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    optimizer = torch.optim.Adam(agent.parameters(), lr=2.5e-4, eps=1e-5)
+    agent.get_value(obs).square().mean().backward()
+    optimizer.step()
+
+    path = str(tmp_path / "ppo_atari.cleanrl_model")
+    ppo_atari.save_checkpoint(path, agent, optimizer, args, global_step=128, iteration=2)
+    assert os.listdir(tmp_path) == ["ppo_atari.cleanrl_model"]  # (the temporary file was renamed)
+    loaded_path, checkpoint = ppo_atari.load_checkpoint(str(tmp_path))  # a run directory will do
+    assert loaded_path == path and (checkpoint["global_step"], checkpoint["iteration"]) == (128, 2)
+    loaded = ppo_atari.load_agent(checkpoint)
+
+    with torch.inference_mode():
+        assert torch.equal(loaded.action(obs, deterministic=True), agent.action(obs, deterministic=True))
+        torch.manual_seed(1)
+        sampled = agent.action(obs, deterministic=False)
+        torch.manual_seed(1)
+        assert torch.equal(loaded.action(obs, deterministic=False), sampled)
+        assert torch.equal(loaded.get_value(obs), agent.get_value(obs))
+    restored = torch.optim.Adam(loaded.parameters(), lr=2.5e-4, eps=1e-5)
+    restored.load_state_dict(checkpoint["optimizer"])
+    for before, after in zip(optimizer.state.values(), restored.state.values()):
+        assert all(torch.equal(before[key], after[key]) for key in ("exp_avg", "exp_avg_sq"))
+
+
+class GameLog(gym.Wrapper):
+    """Records, below all the wrappers, the raw rewards and the lives of every frame, and game overs."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.rewards, self.lives, self.game_overs = [], [], 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.rewards.append(reward)
+        self.lives.append(info["lives"])
+        self.game_overs += terminated or truncated
+        return obs, reward, terminated, truncated, info
+
+
+def test_evaluation_plays_whole_games_and_returns_their_real_score(monkeypatch):
+    logs = []
+
+    def logged_raw_env(env_id, render_mode=None):
+        logs.append(GameLog(make_raw_env(env_id, render_mode)))
+        return logs[-1]
+
+    make_raw_env = ppo_atari.make_raw_env
+    monkeypatch.setattr(ppo_atari, "make_raw_env", logged_raw_env)
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(6)
+    (score,) = ppo_atari.evaluate(agent, SPACE_INVADERS, 1, deterministic=False, seed=0)
+    (log,) = logs
+    # one game, over all its lives (a lost life is not the end of an evaluation game) ...
+    assert log.game_overs == 1 and log.lives[0] == 3 and log.lives[-1] == 0
+    # ... scored in points, unclipped (5 to 30 per alien)
+    assert score == sum(log.rewards) > np.count_nonzero(log.rewards)
+
+
+def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
+    # Ctrl-C in a terminal signals the whole process group, the env workers included: they must step on
+    # until the main process has finished its iteration, written its checkpoint and closed them
+    command = [sys.executable, os.path.join(ROOT, "ppo_atari.py"), "--no-progress", "--env-backend", "gymnasium",
+               "--gym-vector", "async", "--num-envs", "2", "--num-steps", "32", "--total-timesteps", "6400000"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not (os.path.isdir(tmp_path / "runs") and os.listdir(tmp_path / "runs")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr
+    (run_dir,) = os.listdir(tmp_path / "runs")
+    assert os.path.isfile(tmp_path / "runs" / run_dir / "ppo_atari.cleanrl_model")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--capture-video"], "--capture-video needs --env-backend gymnasium"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be 0 or positive"),
         (["--env-id", "BreakoutNoFrameskip-v5"], "unknown environment id 'BreakoutNoFrameskip-v5'; did you mean BreakoutNoFrameskip-v4"),
         (["--env-id", "CartPole-v1"], "vector observations (4,); use ppo.py"),
         (["--env-id", "Pendulum-v1"], "continuous actions; use ppo_continuous_action.py"),
