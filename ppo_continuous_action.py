@@ -18,6 +18,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
+# numpy's BLAS single-threaded, like torch (--torch-threads): the rollout policy's matrix products are
+# tiny, and an extra BLAS thread would spin on a core of its own (set before numpy is first imported)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import gymnasium as gym
 import numpy as np
 import torch
