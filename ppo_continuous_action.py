@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 # numpy's BLAS single-threaded, like torch (--torch-threads): the rollout policy's matrix products are
 # tiny, and an extra BLAS thread would spin on a core of its own (set before numpy is first imported)
@@ -80,9 +81,26 @@ class Args:
     norm_adv: bool = True
     """normalize advantages per minibatch"""
     clip_coef: float = 0.2
-    """the surrogate clipping coefficient"""
+    """the surrogate clipping coefficient (also the value loss's, with --clip-vloss)"""
+    anneal_clip: bool = False
+    """anneal the clipping coefficient (of the surrogate and of the value loss) linearly to 0 over training,
+    by the same fraction as the learning rate (baselines' cliprange schedule); logged as charts/clip_coef"""
     clip_vloss: bool = True
     """clip the value loss around the rollout's values"""
+    loss_type: Literal["clip", "kl-penalty", "pg"] = "clip"
+    """the policy loss. clip: PPO's clipped surrogate. kl-penalty: PPO-Penalty (Schulman et al. 2017,
+    sec. 4), the unclipped surrogate -(ratio * advantage).mean() plus beta times the KL(old || new)
+    estimate ((ratio - 1) - log ratio).mean(), beta adapted after each update (see --kl-target). pg: the
+    unclipped importance-sampled surrogate -(ratio * advantage).mean(), no penalty; with --update-epochs 1
+    --num-minibatches 1 the one gradient step is at ratio 1 (up to float rounding), so it is the plain
+    (vanilla actor-critic) policy gradient; with more minibatches or epochs every later step is
+    importance-weighted by the unclipped ratio. The value loss and the entropy bonus are the same for all"""
+    kl_beta: float = 1.0
+    """the initial KL penalty coefficient beta of --loss-type kl-penalty (the paper's 1)"""
+    kl_target: float = 0.01
+    """the KL target of --loss-type kl-penalty: after each update, with d the mean KL estimate over its
+    last epoch (every sample once, each as its minibatch was evaluated; logged as losses/epoch_kl),
+    beta is halved if d < kl_target / 1.5 and doubled if d > kl_target * 1.5 (logged as losses/kl_beta)"""
     ent_coef: float = 0.0
     """the coefficient of the entropy bonus"""
     vf_coef: float = 0.5
@@ -90,7 +108,8 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum global norm of the gradients"""
     target_kl: float | None = None
-    """stop the update epochs early once the approximate KL exceeds this (off by default)"""
+    """stop the update epochs early once the approximate KL exceeds this (off by default); the epochs
+    done are logged as losses/update_epochs"""
     bootstrap_truncation: bool = True
     """bootstrap time-limit truncations from V(final observation); off treats them as deaths"""
 
@@ -135,7 +154,7 @@ def check_args(args: Args) -> None:
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("critic_learning_rate", "fixed_std"):
+    for name in ("critic_learning_rate", "fixed_std", "kl_beta", "kl_target"):
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     check_counts(args)
@@ -525,6 +544,27 @@ def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef
     return torch.max(unclipped, clipped).mean()
 
 
+def surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    # (--loss-type pg) the unclipped importance-sampled surrogate: at ratio 1, the plain policy gradient
+    return -(advantages * ratio).mean()
+
+
+def kl_penalty_loss(advantages: torch.Tensor, ratio: torch.Tensor, logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    # (--loss-type kl-penalty) PPO-Penalty (Schulman et al. 2017, sec. 4): the unclipped surrogate plus
+    # beta times an estimate of KL(old || new), per sample (ratio - 1) - log ratio (as approx_kl's)
+    return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
+    """PPO-Penalty's adaptive coefficient (Schulman et al. 2017, sec. 4): the next update's beta, given the
+    KL `kl` that this update reached: halved below target / 1.5, doubled above target * 1.5."""
+    if kl < target / 1.5:
+        return beta / 2
+    if kl > target * 1.5:
+        return beta * 2
+    return beta
+
+
 def value_loss(
     new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float, clip: bool
 ) -> torch.Tensor:
@@ -535,12 +575,16 @@ def value_loss(
     return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
 
 
-def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
-    """Several epochs of minibatch gradient steps on one rollout; returns the debug metrics.
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args,
+               clip_coef: float | None = None, kl_beta: float | None = None) -> dict[str, float]:  # fmt: skip
+    """Several epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`
+    and `kl_beta` are this update's (annealed, adapted) coefficients; None: args.clip_coef, args.kl_beta.
 
     The update is most of an iteration's time (hundreds of small gradient steps), so work that
     need not be per minibatch is done per epoch or once: the shuffle, the advantage normalization
     (of all minibatches at once) and the debug metrics (from the kept log-ratios)."""
+    clip_coef = args.clip_coef if clip_coef is None else clip_coef
+    kl_beta = args.kl_beta if kl_beta is None else kl_beta
     # the rollout as one batch of num_steps * num_envs transitions (torch views of the numpy arrays)
     batch = [
         torch.from_numpy(array.reshape((args.batch_size,) + array.shape[2:]))
@@ -566,8 +610,13 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             ratio = logratio.exp()
             logratios.append(logratio.detach())  # for the debug metrics
 
-            pg_loss = clipped_policy_loss(mb_advantages[i], ratio, args.clip_coef)
-            v_loss = value_loss(newvalue, mb_returns[i], mb_values[i], args.clip_coef, args.clip_vloss)
+            if args.loss_type == "clip":
+                pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)
+            elif args.loss_type == "kl-penalty":  # (option) PPO-Penalty
+                pg_loss = kl_penalty_loss(mb_advantages[i], ratio, logratio, kl_beta)
+            else:  # (option) "pg": the unclipped surrogate
+                pg_loss = surrogate_loss(mb_advantages[i], ratio)
+            v_loss = value_loss(newvalue, mb_returns[i], mb_values[i], clip_coef, args.clip_vloss)
             entropy_loss = entropy.mean()
             # (core 10) overall loss: policy loss - entropy bonus + value loss
             loss = pg_loss + v_loss * args.vf_coef
@@ -594,11 +643,11 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         raise NonFiniteError("non-finite parameters after the update")
 
     # (core 12) clip fraction: the share of all minibatch samples whose ratio left the clip range
-    clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef).float().mean()
+    clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()
     # (core 12) explained variance: how much of the returns' variance the value function explains
     y_pred, y_true = buf.values.ravel(), returns.ravel()
     var_y = np.var(y_true)
-    return {
+    metrics = {
         "losses/value_loss": v_loss.item(),
         "losses/policy_loss": pg_loss.item(),
         "losses/entropy": entropy_loss.item(),
@@ -606,8 +655,15 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         "losses/approx_kl": approx_kl.item(),
         "losses/clipfrac": clipfrac.item(),
         "losses/explained_variance": np.nan if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
-        "losses/update_epochs": epoch + 1,
+        "losses/update_epochs": epoch + 1,  # (fewer than --update-epochs where --target-kl stopped them early)
     }
+    if args.loss_type == "kl-penalty":
+        # (PPO-Penalty) the beta of this update, and d, the mean KL estimate over its last epoch: every
+        # sample once, each as its minibatch was evaluated (before that minibatch's step)
+        last_epoch = torch.cat(logratios[-args.num_minibatches :])
+        metrics["losses/kl_beta"] = kl_beta
+        metrics["losses/epoch_kl"] = (last_epoch.exp() - 1 - last_epoch).mean().item()
+    return metrics
 
 
 class Progress:
@@ -680,7 +736,7 @@ def new_run_dir(args: Args) -> str:
 
 
 def save_checkpoint(path: str, agent: Agent, optimizer, policy: RolloutPolicy, args: Args, global_step: int,
-                    iteration: int) -> None:  # fmt: skip
+                    iteration: int, kl_beta: float | None = None) -> None:  # fmt: skip
     """Everything a run needs to go on, in one file, written atomically: to a temporary file first, then
     renamed over the old checkpoint, so that a crash mid-write never leaves a corrupt one."""
     np_state = np.random.get_state()
@@ -690,6 +746,7 @@ def save_checkpoint(path: str, agent: Agent, optimizer, policy: RolloutPolicy, a
         "optimizer": optimizer.state_dict(),
         "global_step": global_step,
         "iteration": iteration,  # the iterations done, so that the learning-rate schedule goes on from there
+        "kl_beta": args.kl_beta if kl_beta is None else kl_beta,  # (--loss-type kl-penalty) the adapted beta
         "args": asdict(args),
         "rng": {
             "python": random.getstate(),
@@ -831,6 +888,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     buf = RolloutBuffer(args.num_steps, args.num_envs, obs_shape, action_shape)
 
     global_step, done_iterations = 0, 0
+    kl_beta = args.kl_beta  # (--loss-type kl-penalty) the penalty coefficient, adapted after each update
     if checkpoint is not None:
         # (resume) weights, normalization statistics and optimizer state copied in place: the
         # parameters stay views into the flat tensors that the optimizer holds, and the policy's and
@@ -844,6 +902,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
         np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
         torch.set_rng_state(rng["torch"])
         policy.rng.bit_generator.state = rng["policy"]
+        kl_beta = checkpoint.get("kl_beta", args.kl_beta)  # (a checkpoint from before --loss-type has none)
         # (the reward scaler's running discounted return per env is not saved: it starts at zero again,
         # as it does at every episode's start, and the envs do start new episodes; its statistics,
         # return_rms, are restored with the agent)
@@ -857,11 +916,13 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     next_obs = agent.normalize_obs(next_obs, update=True)
     try:
         for iteration in range(done_iterations + 1, args.num_iterations + 1):
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations  # of the run still to go: 1, ..., 1 / num_iterations
             if args.anneal_lr:
                 # (core 4) learning rate(s) annealed linearly to 0
-                frac = 1.0 - (iteration - 1.0) / args.num_iterations
                 for group in optimizer.param_groups:
                     group["lr"] = frac * group["initial_lr"]
+            # (option) clipping coefficient annealed alike (baselines' cliprange schedule)
+            clip_coef = frac * args.clip_coef if args.anneal_clip else args.clip_coef
 
             next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
             for step, _, episodic_return, episodic_length in episodes:
@@ -879,16 +940,21 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                 args.gamma, args.gae_lambda,
             )  # fmt: skip
             try:
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta)
             except NonFiniteError as e:
                 last_good = checkpoint_path if saved or checkpoint is not None else "none written yet"
                 raise NonFiniteError(f"{e} at iteration {iteration} (step {global_step}); "
                                      f"last good checkpoint: {last_good}") from None  # fmt: skip
+            if args.loss_type == "kl-penalty":
+                # (PPO-Penalty) beta adapted to the KL this update reached, for the next update
+                kl_beta = adapt_kl_beta(kl_beta, metrics["losses/epoch_kl"], args.kl_target)
 
             sps = (global_step - start_step) / (time.time() - start_time)
             writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
             if args.critic_learning_rate is not None:
                 writer.add_scalar("charts/critic_learning_rate", optimizer.param_groups[1]["lr"], global_step)
+            if args.anneal_clip:
+                writer.add_scalar("charts/clip_coef", clip_coef, global_step)
             for tag, value in metrics.items():
                 writer.add_scalar(tag, value, global_step)
             writer.add_scalar("charts/SPS", int(sps), global_step)
@@ -896,7 +962,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
             last = iteration == args.num_iterations
             if args.save_model and (last or stop.signal or (args.checkpoint_every and iteration % args.checkpoint_every == 0)):
-                save_checkpoint(checkpoint_path, agent, optimizer, policy, args, global_step, iteration)
+                save_checkpoint(checkpoint_path, agent, optimizer, policy, args, global_step, iteration, kl_beta)
                 saved = True
             if stop.signal:
                 where = f"checkpoint {checkpoint_path}; resume with: python {SCRIPT} --resume {checkpoint_path}"
