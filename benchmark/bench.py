@@ -29,26 +29,40 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of a run directory's event files, as {tag: [(step, value), ...]}."""
+def read_events(run_dir: str) -> dict[str, list[tuple[int, float, float]]]:
+    """All scalars of a run directory's event files, as {tag: [(step, value, wall_time), ...]}, wall_time
+    in seconds since the epoch (when the run logged the value)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    return {tag: [(e.step, e.value, e.wall_time) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def summarize(run_dir: str, wall: float, threshold: float | None) -> dict:
-    """The figures of one finished run, from its TensorBoard scalars."""
-    scalars = read_scalars(run_dir)
+def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """All scalars of a run directory's event files, as {tag: [(step, value), ...]}."""
+    return {tag: [(step, value) for step, value, _ in events] for tag, events in read_events(run_dir).items()}
+
+
+def running_mean(values, window: int) -> np.ndarray:
+    """The mean of each value and the window - 1 before it (fewer at the start)."""
+    sums = np.concatenate([[0.0], np.cumsum(np.asarray(values, dtype=float))])
+    end = np.arange(1, len(sums))
+    start = np.maximum(0, end - window)
+    return (sums[end] - sums[start]) / (end - start)
+
+
+def summarize(run_dir: str, wall: float, threshold: float | None, scalars: dict | None = None) -> dict:
+    """The figures of one finished run, from its TensorBoard scalars (read here unless given)."""
+    scalars = read_scalars(run_dir) if scalars is None else scalars
     episodes = scalars.get("charts/episodic_return", [])
-    steps = np.array([step for step, _ in episodes])
-    returns = np.array([value for _, value in episodes])
+    steps = np.array([event[0] for event in episodes])
+    returns = np.array([event[1] for event in episodes])
     total_steps = scalars["charts/SPS"][-1][0]
     reached = None
     if threshold is not None:
         # the 100-episode running mean (fewer at the start), and the first step where it reaches the threshold
-        running = np.array([returns[max(0, i - 99) : i + 1].mean() for i in range(len(returns))])
+        running = running_mean(returns, 100)
         hits = np.flatnonzero(running >= threshold)
         reached = int(steps[hits[0]]) if len(hits) else None
     return {
@@ -115,24 +129,36 @@ def table(name: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, list[dict]], path: str, title: str) -> None:
+def pyplot():
+    """matplotlib's pyplot, drawing to files only (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(results: dict[str, list[dict]], path: str, title: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for (name, rows), color in zip(results.items(), ["tab:blue", "tab:orange"]):
         for i, row in enumerate(rows):
             steps, returns = row["curve"]
             # each episode's return, smoothed over the last 20 episodes for legibility
-            smooth = [np.mean(returns[max(0, j - 19) : j + 1]) for j in range(len(returns))]
-            ax.plot(steps, smooth, color=color, alpha=0.8, label=name if i == 0 else None)
+            ax.plot(steps, running_mean(returns, 20), color=color, alpha=0.8, label=name if i == 0 else None)
     ax.set(xlabel="environment steps", ylabel="episodic return (20-episode mean)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def parse_args_and_flags(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, list[str]]:
+    """The command line before `--`, parsed, and the flags after it (passed on to the scripts unchanged)."""
+    argv = sys.argv[1:]
+    split_at = argv.index("--") if "--" in argv else len(argv)
+    return parser.parse_args(argv[:split_at]), argv[split_at + 1 :]
 
 
 def main() -> None:
@@ -142,10 +168,8 @@ def main() -> None:
     parser.add_argument("--reference", help="a reference script to run alternately at the same settings")
     parser.add_argument("--threshold", type=float, help="report the first step where the 100-episode mean reaches this")
     parser.add_argument("--out", help="output folder (default benchmark/out/<script name>)")
-    argv = sys.argv[1:]
-    split_at = argv.index("--") if "--" in argv else len(argv)
-    cli = parser.parse_args(argv[:split_at])
-    cli.flags = argv[split_at + 1 :]  # flags for both scripts, after --
+    cli, flags = parse_args_and_flags(parser)
+    cli.flags = flags  # flags for both scripts, after --
 
     script = os.path.abspath(cli.script)
     name = os.path.basename(script)[: -len(".py")]
