@@ -36,8 +36,12 @@ class Args:
     seed: int = 1
     """seed of the experiment: same seed, same numbers, run after run (on CPU, with either backend)"""
     torch_threads: int = 1
-    """torch CPU threads when training on the CPU (on 2 shared cores, a second thread made the batch-8
-    rollout inference many times slower, and the update no faster)"""
+    """torch CPU threads for the rollout's inference on the CPU (a batch of one observation per env: a
+    second thread only adds synchronisation, and the C++ envs' threads want the cores then)"""
+    update_threads: int = 0
+    """torch CPU threads for the update on the CPU (0: every core this process may use; the Nature-CNN's
+    forward and backward on a minibatch of 256 frame stacks is most of the run, and on an idle 2-core
+    machine a second thread made training about 30% faster)"""
     cuda: bool = True
     """train on the GPU when torch sees one (else on the CPU)"""
     progress: bool = True
@@ -161,7 +165,7 @@ def check_args(args: Args) -> None:
 
 
 def check_counts(args: Args) -> None:
-    for name in ("checkpoint_every", "eval_episodes"):
+    for name in ("checkpoint_every", "eval_episodes", "update_threads"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or positive, got {getattr(args, name)}")
 
@@ -788,8 +792,8 @@ class Progress:
 # and the C++ env's threads change the speed only. --env-backend is not among them: the two backends
 # give the same frames, but not the same games (after a lost life the C++ env waits for the agent's
 # FIRE, and it starts games and counts frames differently), so a run keeps the backend it started with.
-RUN_CONTROL = {"progress", "torch_threads", "cuda", "gym_vector", "ale_threads", "save_model", "checkpoint_every",
-               "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+RUN_CONTROL = {"progress", "torch_threads", "update_threads", "cuda", "gym_vector", "ale_threads", "save_model",
+               "checkpoint_every", "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
 
 
 def new_run_dir(args: Args) -> str:
@@ -948,6 +952,9 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
+    update_threads = args.update_threads or (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
     video_folder = os.path.join("videos", run_name) if args.capture_video else None
@@ -984,6 +991,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                 frac = 1.0 - (iteration - 1.0) / args.num_iterations
                 optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
+            torch.set_num_threads(args.torch_threads)
             next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
             for step, _, episodic_return, episodic_length in episodes:
                 episode_step = global_step + (step + 1) * args.num_envs
@@ -1000,6 +1008,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                 buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
                 args.gamma, args.gae_lambda,
             )  # fmt: skip
+            torch.set_num_threads(update_threads)  # (speed) the update on every core, the rollout on one
             try:
                 metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
             except NonFiniteError as e:
