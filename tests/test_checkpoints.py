@@ -2,6 +2,7 @@
 back safely, resume that continues the same run, evaluation, interruption by a real signal, planted
 numerical faults, videos, and run directories that are never reused. Real envs, tiny runs."""
 
+import glob
 import importlib
 import os
 import signal
@@ -46,14 +47,15 @@ def checkpoint_of(run_dir: str) -> str:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(in_tmp, script, monkeypatch):
     module, args = tiny_args(script)
-    # a long run, stopped by a real SIGINT once it has logged for a while
-    command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--no-progress", "--checkpoint-every", "0",
+    # a long run, stopped by a real SIGINT once it is training (its first checkpoint, written after the
+    # first iteration, says so however slow the machine) and has done a few iterations more
+    command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--no-progress", "--checkpoint-every", "1",
                *tiny_flags(script, total_timesteps=args.batch_size * 100_000)]  # fmt: skip
     process = subprocess.Popen(command, cwd=in_tmp, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (os.path.isdir("runs") and os.listdir("runs")) and time.time() < deadline:
+    while not glob.glob("runs/*/*.cleanrl_model") and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
-    time.sleep(3)  # a few iterations
+    time.sleep(1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT, stderr
@@ -74,15 +76,7 @@ def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(
     # resumed (from the run directory) for two more iterations, then stopped by a signal again: the
     # stopped run's Args are adopted, the global step and the learning-rate schedule go on, and the
     # same event directory gets the new points
-    update, calls = module.ppo_update, []
-
-    def update_then_signal_on_the_second(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return update(*a, **kw)
-
-    monkeypatch.setattr(module, "ppo_update", update_then_signal_on_the_second)
+    interrupt_at_update(monkeypatch, module, 2)
     with pytest.raises(module.Interrupted):
         module.train(*resume(module, run_dir))
     assert os.listdir("runs") == [os.path.basename(run_dir)]
@@ -93,6 +87,21 @@ def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(
     for i, (_, lr) in enumerate(scalars["charts/learning_rate"]):
         assert lr == pytest.approx(args.learning_rate * (1 - i / iterations), rel=1e-6)
     assert torch.load(path, weights_only=True)["global_step"] == stopped_at + 2 * args.batch_size
+
+
+def interrupt_at_update(monkeypatch, module, n: int):
+    """Make the module's n-th call of ppo_update first send this process a SIGINT (as Ctrl-C would);
+    returns the real ppo_update."""
+    update, calls = module.ppo_update, []
+
+    def update_then_signal(*a, **kw):
+        calls.append(1)
+        if len(calls) == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return update(*a, **kw)
+
+    monkeypatch.setattr(module, "ppo_update", update_then_signal)
+    return update
 
 
 def resume(module, path: str):

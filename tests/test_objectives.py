@@ -7,13 +7,12 @@ import importlib
 import math
 import os
 import shutil
-import signal
 
 import numpy as np
 import pytest
 import torch
 from conftest import read_scalars, run_script
-from test_checkpoints import checkpoint_of, resume, tiny_args
+from test_checkpoints import checkpoint_of, interrupt_at_update, resume, tiny_args
 
 SCRIPTS = ["ppo", "ppo_continuous_action"]
 
@@ -95,15 +94,7 @@ def test_a_kl_penalty_run_adapts_beta_by_the_rule_and_a_resumed_run_continues_it
     # a target this small has these tiny runs' beta both doubled and halved
     module, args = tiny_args(script, loss_type="kl-penalty", kl_target=5e-5, checkpoint_every=0)
     adapt = module.adapt_kl_beta
-    update, calls = module.ppo_update, []
-
-    def update_then_signal_on_the_third(*a, **kw):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return update(*a, **kw)
-
-    monkeypatch.setattr(module, "ppo_update", update_then_signal_on_the_third)
+    update = interrupt_at_update(monkeypatch, module, 3)
     with pytest.raises(module.Interrupted):
         module.train(args)
     monkeypatch.setattr(module, "ppo_update", update)
