@@ -1,8 +1,10 @@
 """Shared test helpers: the scripts are importable modules, and each run's TensorBoard scalars readable."""
 
+import glob
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -26,6 +28,20 @@ def run_script(script: str, *args: str, cwd: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
+
+
+def start_training(command: list[str], cwd, **popen) -> subprocess.Popen:
+    """Start a long training process (its command must ask for --checkpoint-every 1) and return once it
+    is training: its first checkpoint, written after the first iteration, says so however slow the
+    machine, and then its signal handlers are in place."""
+    process = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.time() + 120
+    while not glob.glob(os.path.join(cwd, "runs", "*", "*.cleanrl_model")) and time.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before its first checkpoint: {process.stderr.read()}")
+        time.sleep(0.2)
+    time.sleep(1)  # a few iterations more
+    return process
 
 
 # the TensorBoard scalars every script writes (the names plotting tools for CleanRL runs expect)

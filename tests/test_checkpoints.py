@@ -2,17 +2,14 @@
 back safely, resume that continues the same run, evaluation, interruption by a real signal, planted
 numerical faults, videos, and run directories that are never reused. Real envs, tiny runs."""
 
-import glob
 import importlib
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
-from conftest import ROOT, read_scalars, run_script
+from conftest import ROOT, read_scalars, run_script, start_training
 
 # per script: tiny settings (as CLI flags, which are also Args fields) that run a few iterations fast
 TINY = {
@@ -47,15 +44,10 @@ def checkpoint_of(run_dir: str) -> str:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(in_tmp, script, monkeypatch):
     module, args = tiny_args(script)
-    # a long run, stopped by a real SIGINT once it is training (its first checkpoint, written after the
-    # first iteration, says so however slow the machine) and has done a few iterations more
+    # a long run, stopped by a real SIGINT once it is training
     command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--no-progress", "--checkpoint-every", "1",
                *tiny_flags(script, total_timesteps=args.batch_size * 100_000)]  # fmt: skip
-    process = subprocess.Popen(command, cwd=in_tmp, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not glob.glob("runs/*/*.cleanrl_model") and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    time.sleep(1)
+    process = start_training(command, str(in_tmp))
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT, stderr

@@ -5,16 +5,14 @@ are tiny (CPU). (Checkpoints, resume, signals and videos: tests/test_checkpoints
 
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import cv2
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TAGS, read_scalars, read_text, run_script
+from conftest import ROOT, TAGS, read_scalars, read_text, run_script, start_training
 
 import ppo_atari
 
@@ -461,12 +459,9 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
     # Ctrl-C in a terminal signals the whole process group, the env workers included: they must step on
     # until the main process has finished its iteration, written its checkpoint and closed them
     command = [sys.executable, os.path.join(ROOT, "ppo_atari.py"), "--no-progress", "--env-backend", "gymnasium",
-               "--gym-vector", "async", "--num-envs", "2", "--num-steps", "32", "--total-timesteps", "6400000"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not (os.path.isdir(tmp_path / "runs") and os.listdir(tmp_path / "runs")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)
+               "--gym-vector", "async", "--num-envs", "2", "--num-steps", "32", "--total-timesteps", "6400000",
+               "--checkpoint-every", "1"]  # fmt: skip
+    process = start_training(command, str(tmp_path), start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr
