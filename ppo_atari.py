@@ -1038,6 +1038,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
         writer.close()  # flushed: everything logged so far is on disk, whatever stopped the run
 
     if args.eval_episodes:
+        torch.set_num_threads(args.torch_threads)  # (one observation per step, as in the rollout)
         returns = evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, video_folder)
         with SummaryWriter(run_dir) as eval_writer:
             for i, episodic_return in enumerate(returns):
