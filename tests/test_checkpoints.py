@@ -6,6 +6,7 @@ import importlib
 import os
 import signal
 import sys
+import time
 
 import pytest
 import torch
@@ -98,6 +99,10 @@ def interrupt_at_update(monkeypatch, module, n: int):
 
 def resume(module, path: str):
     """What `--resume PATH` does before training: (Args, load_checkpoint result)."""
+    # TensorBoard reads a run directory's event files in name order; a name holds the whole second it was
+    # created in and a per-process counter that is not zero-padded (".9" sorts after ".10"). A real
+    # resume (a new process, later) writes its file in a later second; so must one in this process.
+    time.sleep(1.0 - time.time() % 1.0)
     resume_from = module.load_checkpoint(path)
     args = module.resumed_args(module.Args(resume=path, progress=False), resume_from[1]["args"])
     module.check_args(args)
