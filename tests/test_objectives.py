@@ -1,7 +1,7 @@
 """The policy objectives besides the clipped surrogate, in ppo.py and ppo_continuous_action.py alike:
 PPO-Penalty (--loss-type kl-penalty) with its adaptive beta, the unclipped surrogate (--loss-type pg),
-the annealed clipping coefficient (--anneal-clip), and target-KL early stopping made visible in the log.
-The maths on hand-computed numbers, then tiny real runs (including a resume that continues beta)."""
+the annealed clipping coefficient (--anneal-clip), target-KL early stopping made visible in the log, and
+the global gradient clipping that every update applies. The maths on hand-computed numbers, then tiny real runs (including a resume that continues beta)."""
 
 import importlib
 import math
@@ -19,6 +19,26 @@ SCRIPTS = ["ppo", "ppo_continuous_action"]
 
 def values(scalars: dict, tag: str) -> list[float]:
     return [value for _, value in scalars[tag]]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("scale", [0.1, 10.0])  # a joint norm below and above max_norm
+def test_clip_grad_norm_scales_like_torch_clip_grad_norm(script, scale):
+    clip_grad_norm = importlib.import_module(script).clip_grad_norm
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.zeros(n)) for n in (7, 3)]
+    for p in ours:
+        p.grad = torch.randn(p.shape) * scale
+    torch_ = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for p, q in zip(torch_, ours):
+        p.grad = q.grad.clone()
+    norm = clip_grad_norm(ours, 0.5)
+    expected = torch.nn.utils.clip_grad_norm_(torch_, 0.5)
+    assert norm.item() == pytest.approx(expected.item(), rel=1e-6)
+    for p, q in zip(ours, torch_):
+        torch.testing.assert_close(p.grad, q.grad)
+    joint = torch.cat([p.grad for p in ours]).norm().item()
+    assert joint == pytest.approx(min(0.5, expected.item()), rel=1e-5)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
