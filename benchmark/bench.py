@@ -3,10 +3,13 @@
     python benchmark/bench.py ppo.py --seeds 1 2 3 --threshold 475
     python benchmark/bench.py ppo.py --reference /path/to/cleanrl/ppo.py      # speed ratio, same settings
     python benchmark/bench.py ppo_continuous_action.py -- --total-timesteps 200000   # flags after -- go to both
+    python benchmark/bench.py ppo_continuous_action.py --reference-runs REF_RUN_DIR ...  # finished reference runs
 
 Each run is a fresh process, started from benchmark/out/<script>/ so that its runs/ lands there. With
 a reference, the runs alternate (ours seed 1, reference seed 1, ours seed 2, ...), so that both see the
-same machine conditions and their speed ratio is measured side by side. Our runs go through
+same machine conditions and their speed ratio is measured side by side. With --reference-runs, finished
+runs of a reference (too slow to run again alongside, say) are read instead, for their returns and curves;
+their steps/s are as they logged them, in whatever conditions they ran. Our runs go through
 benchmark/timed.py, which splits the wall time into env stepping, rollout inference and update.
 
 Reported per run and as medians: the mean return of the last 100 episodes, wall time (of the whole
@@ -165,7 +168,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("script", help="the script to benchmark, e.g. ppo.py")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--reference", help="a reference script to run alternately at the same settings")
+    reference = parser.add_mutually_exclusive_group()
+    reference.add_argument("--reference", help="a reference script to run alternately at the same settings")
+    reference.add_argument("--reference-runs", nargs="+", metavar="RUN_DIR", help="finished runs of a reference to compare with")
     parser.add_argument("--threshold", type=float, help="report the first step where the 100-episode mean reaches this")
     parser.add_argument("--out", help="output folder (default benchmark/out/<script name>)")
     cli, flags = parse_args_and_flags(parser)
@@ -175,11 +180,15 @@ def main() -> None:
     name = os.path.basename(script)[: -len(".py")]
     out = os.path.abspath(cli.out or os.path.join(ROOT, "benchmark", "out", name))
     os.makedirs(out, exist_ok=True)
-    results = {"ours": []}
-    if cli.reference:
-        results["reference"] = []
+    runners = [("ours", script)] + ([("reference", cli.reference)] if cli.reference else [])
+    results = {label: [] for label, _ in runners}
+    if cli.reference_runs:  # read first, so that a wrong path fails before any run (names: {env_id}__{exp_name}__{seed}__{time})
+        results["reference"] = [
+            {"seed": int(os.path.basename(os.path.normpath(run_dir)).split("__")[-2]), **summarize(run_dir, None, cli.threshold)}
+            for run_dir in cli.reference_runs
+        ]
     for seed in cli.seeds:
-        for label, path in [("ours", script), ("reference", cli.reference)][: len(results)]:
+        for label, path in runners:
             run = run_one(os.path.abspath(path), seed, cli.flags, out, f"bench_{label}", ours=label == "ours")
             row = {**run, **summarize(run["run_dir"], run["wall_s"], cli.threshold)}
             if "split" in run:
@@ -189,7 +198,7 @@ def main() -> None:
 
     report = [f"`python benchmark/bench.py {' '.join(sys.argv[1:])}`", ""]
     report += [table(label, rows) + "\n" for label, rows in results.items()]
-    if cli.reference:
+    if cli.reference:  # (only a side-by-side run gives a fair speed ratio)
         ratio = median(results["ours"], "sps") / median(results["reference"], "sps")
         report.append(f"Speed ratio (median steps/s, ours / reference): {ratio:.2f}x")
     print("\n" + "\n".join(report))

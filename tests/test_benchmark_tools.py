@@ -1,13 +1,17 @@
 """The benchmark tooling on real tiny runs of ppo.py: the experiment runner (parallel, resumable), its table
-and plots, the statistics (IQM, bootstrap confidence interval), and the Optuna tuner (trials, resume)."""
+and plots, the statistics (IQM, bootstrap confidence interval), the Optuna tuner (trials, resume), and
+bench.py compared with finished reference runs."""
 
+import glob
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT  # noqa: F401  (puts the repository root on sys.path)
+from conftest import ROOT, run_script
 
 from benchmark import experiments, tune  # noqa: E402
 
@@ -142,3 +146,19 @@ def test_tuner_runs_trials_and_resumes_its_study(in_tmp):
     assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + 3  # header + 3 trials
     tune.plot_trials(resumed, str(in_tmp / "trials.png"))
     assert is_png(in_tmp / "trials.png")
+
+
+def test_bench_compares_with_finished_reference_runs(in_tmp):
+    os.makedirs(in_tmp / "ref")
+    assert run_script("ppo.py", "--seed", "7", *TINY, cwd=in_tmp / "ref").returncode == 0
+    (reference_dir,) = glob.glob(str(in_tmp / "ref" / "runs" / "*"))
+    bench = [sys.executable, os.path.join(ROOT, "benchmark", "bench.py"), os.path.join(ROOT, "ppo.py"), "--seeds", "1", "--out", "out"]
+    subprocess.run([*bench, "--reference-runs", reference_dir, "--", *TINY], cwd=in_tmp, check=True, capture_output=True)
+    results = json.load(open(in_tmp / "out" / "results.json"))
+    (ours,), (theirs,) = results["ours"], results["reference"]
+    assert ours["seed"] == 1 and ours["steps"] == 2048 and ours["wall_s"] > 0 and "fractions" in ours
+    assert theirs["seed"] == 7 and theirs["run_dir"] == reference_dir and theirs["wall_s"] is None
+    assert theirs["steps"] == 2048 and theirs["curve"] != ours["curve"]
+    assert is_png(in_tmp / "out" / "curves.png")
+    wrong = subprocess.run([*bench, "--reference", "x.py", "--reference-runs", reference_dir], cwd=in_tmp, capture_output=True)
+    assert wrong.returncode == 2 and b"not allowed with" in wrong.stderr
