@@ -1,7 +1,8 @@
 """The policy objectives besides the clipped surrogate, in ppo.py and ppo_continuous_action.py alike:
 PPO-Penalty (--loss-type kl-penalty) with its adaptive beta, the unclipped surrogate (--loss-type pg),
 the annealed clipping coefficient (--anneal-clip), target-KL early stopping made visible in the log, and
-the global gradient clipping that every update applies. The maths on hand-computed numbers, then tiny real runs (including a resume that continues beta)."""
+the global gradient clipping that every update applies. The maths on hand-computed numbers, then tiny
+real runs (including a resume that continues beta)."""
 
 import importlib
 import math
