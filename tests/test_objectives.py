@@ -30,13 +30,13 @@ def test_clip_grad_norm_scales_like_torch_clip_grad_norm(script, scale):
     ours = [torch.nn.Parameter(torch.zeros(n)) for n in (7, 3)]
     for p in ours:
         p.grad = torch.randn(p.shape) * scale
-    torch_ = [torch.nn.Parameter(p.detach().clone()) for p in ours]
-    for p, q in zip(torch_, ours):
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for p, q in zip(theirs, ours):
         p.grad = q.grad.clone()
     norm = clip_grad_norm(ours, 0.5)
-    expected = torch.nn.utils.clip_grad_norm_(torch_, 0.5)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 0.5)
     assert norm.item() == pytest.approx(expected.item(), rel=1e-6)
-    for p, q in zip(ours, torch_):
+    for p, q in zip(ours, theirs):
         torch.testing.assert_close(p.grad, q.grad)
     joint = torch.cat([p.grad for p in ours]).norm().item()
     assert joint == pytest.approx(min(0.5, expected.item()), rel=1e-5)
