@@ -143,10 +143,19 @@ class Interrupted(Exception):
 
 def check_args(args: Args) -> None:
     """Reject impossible settings and unsuitable environments before anything is written."""
-    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "kl_beta", "kl_target")
-    for name in positive:
-        if not getattr(args, name) > 0:  # (NaN included)
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    rules = [  # (names, the test each value must pass, what it asks); NaN fails every test
+        (("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
+          "learning_rate", "clip_coef", "max_grad_norm", "target_kl", "kl_beta", "kl_target"), lambda x: x > 0, "positive"),
+        (("gamma", "gae_lambda"), lambda x: 0 <= x <= 1, "in [0, 1]"),
+        (("ent_coef", "vf_coef"), lambda x: x >= 0, "0 or positive"),
+    ]  # fmt: skip
+    for names, test, asked in rules:
+        for name in names:
+            if getattr(args, name) is not None and not test(getattr(args, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be {asked}, got {getattr(args, name)}")
+    for name, value in asdict(args).items():  # infinity (and NaN) anywhere
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be finite, got {value}")
     check_counts(args)
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
@@ -158,6 +167,11 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
+    if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
+        raise UsageError(
+            f"--num-minibatches {args.num_minibatches} leaves {args.minibatch_size} sample per minibatch, and "
+            f"advantage normalization needs at least 2: use fewer minibatches or --no-norm-adv"
+        )
     check_env(args.env_id)
 
 
@@ -204,14 +218,14 @@ def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "r
     return env
 
 
-def make_envs(env_id: str, num_envs: int, video_folder: str | None = None) -> gym.vector.VectorEnv:
+def make_envs(env_id: str, num_envs: int, video_folder: str | None = None, video_prefix: str = "rl-video"):
     # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns
     # the next episode's first observation, with the true last one in infos["final_obs"]; so no
     # transition of the batch is a bogus "autoreset step" (gymnasium 1.x's NEXT_STEP default).
     # copy=False: each observation returned is copied into the rollout buffer before the next step
     # overwrites it. With a video folder, the first env's episodes are recorded.
     envs = gym.vector.SyncVectorEnv(
-        [lambda i=i: make_env(env_id, video_folder if i == 0 else None) for i in range(num_envs)],
+        [lambda i=i: make_env(env_id, video_folder if i == 0 else None, video_prefix) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,
     )
@@ -269,6 +283,19 @@ class Agent(nn.Module):
     def __setstate__(self, state):  # (copy.deepcopy, unpickling) the copied parameters are separate tensors
         super().__setstate__(state)
         self.flat_params = self.make_flat_params()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for flat in self.flat_params:  # (flat parameters) always in place, so that the gradients stay views
+            flat.grad.zero_()
+
+    def check_views(self) -> None:
+        """Raise unless every parameter and its gradient are still views into the flat tensors that the
+        optimizer steps (`.to(dtype)` or `load_state_dict(assign=True)` replace them with copies)."""
+        storages = {t.untyped_storage().data_ptr() for flat in self.flat_params for t in (flat, flat.grad)}
+        for name, p in self.named_parameters():
+            if p.grad is None or not {p.untyped_storage().data_ptr(), p.grad.untyped_storage().data_ptr()} <= storages:
+                raise RuntimeError(f"{name} is no longer a view into the flat parameters: the optimizer would not "
+                                   "train it (after .to(dtype) or load_state_dict(assign=True)?)")  # fmt: skip
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
@@ -457,6 +484,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     The update is most of an iteration's time (small gradient steps, each mostly torch overhead), so
     work that need not be per minibatch is done per epoch or once: the shuffle, the advantage
     normalization (of all minibatches at once) and the debug metrics (from the kept log-ratios)."""
+    agent.check_views()  # (flat parameters) what the optimizer steps is the agent
     clip_coef = args.clip_coef if clip_coef is None else clip_coef
     kl_beta = args.kl_beta if kl_beta is None else kl_beta
     # the rollout as one batch of num_steps * num_envs transitions (torch views of the numpy arrays)
@@ -634,19 +662,29 @@ def load_checkpoint(path: str) -> tuple[str, dict]:
     return path, state
 
 
-def resumed_args(args: Args, saved: dict) -> Args:
-    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A
-    flag given on the command line that contradicts the checkpoint is refused."""
+def given_flags(argv: list[str]) -> set[str]:
+    """The Args fields that a command line names (--name, --name=value, --no-name), whatever their values."""
+    names = {f.name for f in fields(Args)}
+    given = {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    return {name[3:] if name.startswith("no_") and name not in names else name for name in given} & names
+
+
+def resumed_args(args: Args, saved: dict, given: set[str] | None = None) -> Args:
+    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A flag
+    given (`given`: the fields named on the command line; None: those that differ from the defaults) that
+    contradicts the checkpoint is refused, never dropped; one the checkpoint does not know is taken."""
     defaults = asdict(Args())
+    given = {k for k, v in asdict(args).items() if v != defaults[k]} if given is None else given
     conflicts = [
-        f"--{name.replace('_', '-')} {saved[name]} (not {value})"
-        for name, value in asdict(args).items()
-        if name not in RUN_CONTROL and name in saved and value != defaults[name] and value != saved[name]
+        f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})"
+        for name in sorted(given - RUN_CONTROL)
+        if name in saved and getattr(args, name) != saved[name]
     ]
     if conflicts:
         raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
     names = {f.name for f in fields(Args)}
-    return Args(**{**{k: v for k, v in saved.items() if k in names}, **{k: getattr(args, k) for k in RUN_CONTROL}})
+    kept = {k: v for k, v in saved.items() if k in names and k not in RUN_CONTROL}
+    return Args(**{**asdict(args), **kept})
 
 
 def load_agent(checkpoint: dict) -> Agent:
@@ -662,6 +700,10 @@ def load_agent(checkpoint: dict) -> Agent:
     return agent
 
 
+# evaluation episodes are seeded apart from training's resets (seed + iteration + env index, far below this)
+EVAL_SEEDS = 1_000_000_000
+
+
 def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed: int = 0,
              video_folder: str | None = None) -> list[float]:  # fmt: skip
     """Play `episodes` whole episodes with the agent's policy; returns their returns. The agent is not
@@ -669,7 +711,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed
     env = make_env(env_id, video_folder, name_prefix="eval")
     returns = []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
+        obs, _ = env.reset(seed=EVAL_SEEDS + seed + episode)
         episode_return, done = 0.0, False
         while not done:
             with torch.no_grad():
@@ -727,7 +769,9 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     torch.set_num_threads(args.torch_threads)
 
     video_folder = os.path.join("videos", run_name) if args.capture_video else None
-    envs = make_envs(args.env_id, args.num_envs, video_folder)
+    # a resumed run's videos are named apart, so that the stopped run's stay
+    video_prefix = "rl-video" if checkpoint is None else f"rl-video-from-step-{checkpoint['global_step']}"
+    envs = make_envs(args.env_id, args.num_envs, video_folder, video_prefix)
     agent = Agent(envs.single_observation_space.shape[0], int(envs.single_action_space.n))
     policy = RolloutPolicy(agent, args.seed)
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
@@ -752,7 +796,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     recent_returns = []
     progress = Progress(args.num_iterations * args.batch_size, args.progress)
     stop = StopOnSignal()
-    start_time, start_step = time.time(), global_step
+    start_time, start_step, sps = time.time(), global_step, 0.0
     # (a resumed run's envs start new episodes: their state is not in the checkpoint)
     next_obs, _ = envs.reset(seed=args.seed + done_iterations)
     try:
@@ -840,7 +884,7 @@ def main() -> None:
         resume_from = None
         if args.resume is not None:
             resume_from = load_checkpoint(args.resume)
-            args = resumed_args(args, resume_from[1]["args"])
+            args = resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))
         check_args(args)
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume")

@@ -13,6 +13,7 @@ GAE, losses, update, training loop. Each implementation detail carries a comment
 
 import difflib
 import glob
+import math
 import os
 import random
 import signal
@@ -140,9 +141,19 @@ class Interrupted(Exception):
 
 def check_args(args: Args) -> None:
     """Reject impossible settings and unsuitable environments before anything is written."""
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    rules = [  # (names, the test each value must pass, what it asks); NaN fails every test
+        (("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
+          "learning_rate", "clip_coef", "max_grad_norm", "target_kl"), lambda x: x > 0, "positive"),
+        (("gamma", "gae_lambda"), lambda x: 0 <= x <= 1, "in [0, 1]"),
+        (("ent_coef", "vf_coef"), lambda x: x >= 0, "0 or positive"),
+    ]  # fmt: skip
+    for names, test, asked in rules:
+        for name in names:
+            if getattr(args, name) is not None and not test(getattr(args, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be {asked}, got {getattr(args, name)}")
+    for name, value in asdict(args).items():  # infinity (and NaN) anywhere
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be finite, got {value}")
     if args.ale_threads < 0:
         raise UsageError(f"--ale-threads must be 0 (automatic) or positive, got {args.ale_threads}")
     check_counts(args)
@@ -161,6 +172,11 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
+    if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
+        raise UsageError(
+            f"--num-minibatches {args.num_minibatches} leaves {args.minibatch_size} sample per minibatch, and "
+            f"advantage normalization needs at least 2: use fewer minibatches or --no-norm-adv"
+        )
     check_env(args.env_id, args.env_backend)
 
 
@@ -497,7 +513,7 @@ class VectorClipReward(gym.vector.VectorRewardWrapper):
 
 def make_envs(
     env_id: str, num_envs: int, env_backend: str = "gymnasium", gym_vector: str = "auto", ale_threads: int = 0,
-    video_folder: str | None = None,
+    video_folder: str | None = None, video_prefix: str = "rl-video",
 ) -> gym.vector.VectorEnv:
     """Either backend, with the same observations ((4, 84, 84) uint8 per env), rewards (clipped to their
     sign), episode ends (terminated at a lost life), final observations (infos["final_obs"]) and game
@@ -521,7 +537,7 @@ def make_envs(
             # (see StopOnSignal) and close them
             for s in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(s, signal.SIG_IGN)
-        return make_atari_env(env_id, video_folder=video_folder if i == 0 else None)
+        return make_atari_env(env_id, video_folder=video_folder if i == 0 else None, name_prefix=video_prefix)
 
     return vector_env(
         [lambda i=i: env_fn(i) for i in range(num_envs)],
@@ -855,19 +871,29 @@ def load_checkpoint(path: str) -> tuple[str, dict]:
     return path, state
 
 
-def resumed_args(args: Args, saved: dict) -> Args:
-    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A
-    flag given on the command line that contradicts the checkpoint is refused."""
+def given_flags(argv: list[str]) -> set[str]:
+    """The Args fields that a command line names (--name, --name=value, --no-name), whatever their values."""
+    names = {f.name for f in fields(Args)}
+    given = {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    return {name[3:] if name.startswith("no_") and name not in names else name for name in given} & names
+
+
+def resumed_args(args: Args, saved: dict, given: set[str] | None = None) -> Args:
+    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A flag
+    given (`given`: the fields named on the command line; None: those that differ from the defaults) that
+    contradicts the checkpoint is refused, never dropped; one the checkpoint does not know is taken."""
     defaults = asdict(Args())
+    given = {k for k, v in asdict(args).items() if v != defaults[k]} if given is None else given
     conflicts = [
-        f"--{name.replace('_', '-')} {saved[name]} (not {value})"
-        for name, value in asdict(args).items()
-        if name not in RUN_CONTROL and name in saved and value != defaults[name] and value != saved[name]
+        f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})"
+        for name in sorted(given - RUN_CONTROL)
+        if name in saved and getattr(args, name) != saved[name]
     ]
     if conflicts:
         raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
     names = {f.name for f in fields(Args)}
-    return Args(**{**{k: v for k, v in saved.items() if k in names}, **{k: getattr(args, k) for k in RUN_CONTROL}})
+    kept = {k: v for k, v in saved.items() if k in names and k not in RUN_CONTROL}
+    return Args(**{**asdict(args), **kept})
 
 
 def load_agent(checkpoint: dict) -> Agent:
@@ -884,6 +910,10 @@ def load_agent(checkpoint: dict) -> Agent:
     return agent
 
 
+# evaluation episodes are seeded apart from training's resets (seed + iteration + env index, far below this)
+EVAL_SEEDS = 1_000_000_000
+
+
 def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed: int = 0,
              video_folder: str | None = None) -> list[float]:  # fmt: skip
     """Play `episodes` whole games with the agent's policy; returns their real scores (unclipped, over
@@ -893,7 +923,7 @@ def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed
     device = next(agent.parameters()).device
     returns = []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
+        obs, _ = env.reset(seed=EVAL_SEEDS + seed + episode)
         while True:
             with torch.inference_mode():
                 action = agent.action(torch.as_tensor(obs, device=device)[None], deterministic)
@@ -958,7 +988,10 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
     video_folder = os.path.join("videos", run_name) if args.capture_video else None
-    envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads, video_folder)
+    # a resumed run's videos are named apart, so that the stopped run's stay
+    video_prefix = "rl-video" if checkpoint is None else f"rl-video-from-step-{checkpoint['global_step']}"
+    envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads, video_folder,
+                     video_prefix)  # fmt: skip
     agent = Agent(int(envs.single_action_space.n)).to(device)
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
@@ -981,7 +1014,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     recent_returns = []
     progress = Progress(args.num_iterations * args.batch_size, args.progress)
     stop = StopOnSignal()
-    start_time, start_step = time.time(), global_step
+    start_time, start_step, sps = time.time(), global_step, 0.0
     # (a resumed run's envs start new games: their state is not in the checkpoint)
     next_obs, _ = envs.reset(seed=args.seed + done_iterations)
     try:
@@ -1067,7 +1100,7 @@ def main() -> None:
         resume_from = None
         if args.resume is not None:
             resume_from = load_checkpoint(args.resume)
-            args = resumed_args(args, resume_from[1]["args"])
+            args = resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))
         check_args(args)
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume")
