@@ -564,6 +564,11 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     return metrics
 
 
+def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
+    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
+    return torch.optim.Adam(agent.flat_params, lr=args.learning_rate, eps=1e-5, fused=True)
+
+
 class Progress:
     """One line telling a person where the run is; redrawn in place on a terminal, else printed a
     few times over the run."""
@@ -774,8 +779,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     envs = make_envs(args.env_id, args.num_envs, video_folder, video_prefix)
     agent = Agent(envs.single_observation_space.shape[0], int(envs.single_action_space.n))
     policy = RolloutPolicy(agent, args.seed)
-    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
-    optimizer = torch.optim.Adam(agent.flat_params, lr=args.learning_rate, eps=1e-5, fused=True)
+    optimizer = make_optimizer(agent, args)
     buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape)
 
     global_step, done_iterations = 0, 0

@@ -769,6 +769,11 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     }
 
 
+def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
+    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
+    return torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+
+
 class Progress:
     """One line telling a person where the run is; redrawn in place on a terminal, else printed a
     few times over the run."""
@@ -993,8 +998,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads, video_folder,
                      video_prefix)  # fmt: skip
     agent = Agent(int(envs.single_action_space.n)).to(device)
-    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    optimizer = make_optimizer(agent, args)
     buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape, device)
 
     global_step, done_iterations = 0, 0
