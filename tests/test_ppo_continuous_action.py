@@ -469,3 +469,34 @@ def test_learns_inverted_pendulum(in_tmp):
     ppo.check_args(args)
     returns = [value for _, value in read_scalars(ppo.train(args))["charts/episodic_return"]]
     assert np.mean(returns[-20:]) >= 600, returns[-20:]
+
+
+@pytest.mark.parametrize(
+    "net, index, gain", [("actor_mean", 0, 2**0.5), ("actor_mean", 2, 2**0.5), ("actor_mean", 4, 0.01),
+                         ("critic", 0, 2**0.5), ("critic", 4, 1.0)]  # fmt: skip
+)
+def test_orthogonal_init_gains_zero_biases_and_log_std_zero(net, index, gain):
+    torch.manual_seed(0)
+    agent = ppo.Agent(11, 3)
+    layer = getattr(agent, net)[index]
+    w = layer.weight.detach().double()
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w  # (scaled) identity for an orthogonal matrix
+    np.testing.assert_allclose(gram.numpy(), gain**2 * np.eye(min(w.shape)), atol=1e-6 * max(1, gain**2))
+    assert torch.all(layer.bias == 0)
+    assert torch.all(agent.actor_logstd == 0)  # (continuous 2) a standard deviation of 1 to start
+
+
+def test_the_rollout_restarts_the_scalers_discounted_return_at_every_episode_end():
+    # real InvertedPendulum cut at 5 steps, random actions: episodes end by falling and by the time limit,
+    # and every raw reward is 1, so the scaler's running return is the discounted count since the last end
+    envs = ppo.make_envs("InvertedPendulumLimit5-v4", 2)
+    agent = perturbed_agent(4, 1)
+    policy, buf, gamma = ppo.RolloutPolicy(agent, seed=0), ppo.RolloutBuffer(23, 2, (4,), (1,)), 0.9
+    scaler = ppo.RewardScaler(agent.return_rms, 2, gamma)
+    ppo.collect_rollout(policy, agent, envs, agent.normalize_obs(envs.reset(seed=0)[0], update=True), buf, scaler)
+    envs.close()
+    assert buf.terminations.sum() > 0 and buf.truncations.sum() > 0
+    for env in range(2):
+        ends = np.flatnonzero(np.maximum(buf.terminations[:, env], buf.truncations[:, env]))
+        since = 23 - 1 - ends[-1]  # steps after the last episode end
+        assert scaler.returns[env] == pytest.approx(sum(gamma**k for k in range(since))), (env, ends)
