@@ -1,6 +1,7 @@
 """Tests of ppo_atari.py: each Atari wrapper on a real game, the C++ backend against the wrappers
-pixel for pixel, the game statistics of both backends, the network, episode boundaries of a rollout,
-logging, determinism, saved agents, evaluation and bad input. Real ALE emulators throughout; the runs
+pixel for pixel, the game statistics, fire and no-op resets of both backends, the network, episode
+boundaries and truncation values of a rollout, GAE and the losses on hand-computed numbers, logging,
+determinism, saved agents, evaluation and bad input. Real ALE emulators throughout; the runs
 are tiny (CPU). (Checkpoints, resume, signals and videos: tests/test_checkpoints.py.)"""
 
 import os
@@ -275,6 +276,64 @@ def test_ale_vector_settings_map_ids_to_roms_and_sticky_actions():
         ppo_atari.ale_vector_settings("Breakout-v4")
 
 
+# --- fire reset and no-op reset, as training gets them (make_envs), on both backends ---------------------
+
+
+@pytest.mark.parametrize("env_backend", BACKENDS)
+def test_make_envs_starts_breakout_with_the_ball_in_play(env_backend):
+    # (atari 4) the reset pressed FIRE: with no-ops only, every env still loses a life (the ball falls)
+    envs = ppo_atari.make_envs(BREAKOUT, 2, env_backend, "sync")
+    envs.reset(seed=0)
+    lost = np.zeros(2, bool)
+    for _ in range(150):
+        lost |= envs.step(np.zeros(2, np.int64))[2]
+    envs.close()
+    assert lost.all()
+
+
+@pytest.mark.parametrize("fire_reset", [True, False])
+def test_ale_vector_fire_reset_launches_the_ball_in_breakout(fire_reset):
+    # the C++ env's use_fire_reset: without it, the ball waits for a FIRE that no-ops never press
+    envs = ppo_atari.make_ale_vector_env(BREAKOUT, 2, fire_reset=fire_reset)
+    envs.reset(seed=0)
+    lost = np.zeros(2, bool)
+    for _ in range(150):
+        lost |= envs.step(np.zeros(2, np.int64))[2]
+    envs.close()
+    assert list(lost) == [fire_reset, fire_reset]
+
+
+@pytest.mark.parametrize("env_backend", BACKENDS)
+def test_make_envs_starts_each_game_after_a_random_number_of_noops(env_backend):
+    # (atari 1) 8 envs seeded 0..7 start their games at different frames, and so see different screens
+    envs = ppo_atari.make_envs(BREAKOUT, 8, env_backend, "sync")
+    obs, info = envs.reset(seed=0)
+    envs.close()
+    frames = info["episode_frame_number"]
+    # gymnasium: 1 to 30 no-op frames, then 4 + 4 of fire reset; C++ env: up to 30 frames, FIRE among them
+    low, high = (9, 38) if env_backend == "gymnasium" else (1, 30)
+    assert low <= frames.min() and frames.max() <= high
+    assert len(set(frames)) >= 5
+    assert len({o.tobytes() for o in obs}) >= 2
+
+
+@pytest.mark.parametrize("env_backend", BACKENDS)
+def test_without_noop_reset_every_game_starts_alike(env_backend):
+    # noop_max=1 (exactly one no-op frame): the same start frame and screen whatever the seed
+    if env_backend == "gymnasium":
+        envs = [ppo_atari.make_atari_env(BREAKOUT, noop_max=1) for _ in range(4)]
+        starts = [env.reset(seed=seed) for seed, env in enumerate(envs)]
+        obs, frames = np.stack([o for o, _ in starts]), np.array([i["episode_frame_number"] for _, i in starts])
+        for env in envs:
+            env.close()
+    else:
+        envs = ppo_atari.make_ale_vector_env(BREAKOUT, 4, noop_max=1)
+        obs, info = envs.reset(seed=0)
+        envs.close()
+        frames = info["episode_frame_number"]
+    assert len(set(frames)) == 1 and len({o.tobytes() for o in obs}) == 1
+
+
 # --- the network ------------------------------------------------------------------------------------
 
 
@@ -340,6 +399,113 @@ def test_rollout_reports_each_cut_game_and_bootstraps_it(env_backend):
     assert buf.obs.dtype == torch.uint8 and buf.obs[0].numpy().std() > 0
 
 
+class FinalObsLog(gym.vector.VectorWrapper):
+    """Passes every step of the real envs through, keeping a copy of the true final observation
+    (infos["final_obs"]) of each env whose episode was truncated: {(step, env): frames}."""
+
+    def reset(self, **kwargs):
+        self.final_obs, self.steps = {}, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, actions):
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        for i in np.flatnonzero(truncations & ~terminations):
+            self.final_obs[(self.steps, int(i))] = np.array(infos["final_obs"][i])
+        self.steps += 1
+        return obs, rewards, terminations, truncations, infos
+
+
+@pytest.mark.parametrize("env_backend", BACKENDS)
+def test_truncation_value_is_the_value_of_the_true_final_observation(env_backend):
+    envs = FinalObsLog(ppo_atari.make_envs(short_breakout(), 2, env_backend, "sync"))
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(4)
+    with torch.no_grad():  # off its initialization, so that its values tell frames apart more clearly
+        for p in agent.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    buf = ppo_atari.RolloutBuffer(60, 2, (4, 84, 84), torch.device("cpu"))
+    next_obs, _ = ppo_atari.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
+    envs.close()
+    cuts = list(zip(*np.nonzero(buf.truncations)))
+    assert len(cuts) >= 2 and sorted(envs.final_obs) == sorted((int(s), int(i)) for s, i in cuts)
+    with torch.inference_mode():
+        for step, i in cuts:
+            final = envs.final_obs[(step, i)]
+            first = buf.obs[step + 1, i].numpy() if step + 1 < 60 else next_obs[i]  # the next game's first frames
+            assert not np.array_equal(final, first)
+            v_final = agent.get_value(torch.from_numpy(np.stack([final, first]))).numpy()
+            # bootstrapped from V(final obs), the state the frame limit cut, not from the next game's start
+            assert buf.truncation_values[step, i] == pytest.approx(v_final[0], abs=1e-5)
+            assert abs(v_final[0] - v_final[1]) > 1e-2  # (the two are told apart)
+
+
+class GameScores(gym.Wrapper):
+    """Below all the wrappers, on the emulator: the raw points of each real game (reset to game over)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.scores = []
+
+    def reset(self, **kwargs):
+        self.scores.append(0.0)
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.scores[-1] += reward
+        return obs, reward, terminated, truncated, info
+
+
+class VectorRewardLog(gym.vector.VectorWrapper):
+    """Directly on the C++ env: the raw points of every step of every env, [step, env]."""
+
+    def reset(self, **kwargs):
+        self.rewards = []
+        return self.env.reset(**kwargs)
+
+    def step(self, actions):
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        self.rewards.append(np.array(rewards, np.float64))
+        return obs, rewards, terminations, truncations, infos
+
+
+@pytest.mark.parametrize("env_backend", BACKENDS)
+def test_rollout_logs_the_unclipped_score_of_whole_games_but_stores_clipped_rewards(env_backend, monkeypatch):
+    # the emulator's raw points recorded below the preprocessing of make_envs (a recorder, not a mock)
+    logs = []
+
+    def recorded(make, log):  # the real constructor, its env wrapped in the recorder
+        def make_logged(*args, **kwargs):
+            logs.append(log(make(*args, **kwargs)))
+            return logs[-1]
+
+        return make_logged
+
+    if env_backend == "gymnasium":
+        monkeypatch.setattr(ppo_atari, "make_raw_env", recorded(ppo_atari.make_raw_env, GameScores))
+    else:
+        monkeypatch.setattr(ppo_atari, "make_ale_vector_env", recorded(ppo_atari.make_ale_vector_env, VectorRewardLog))
+    envs = ppo_atari.make_envs(SPACE_INVADERS, 2, env_backend, "sync")
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(6)
+    buf = ppo_atari.RolloutBuffer(400, 2, (4, 84, 84), torch.device("cpu"))
+    _, episodes = ppo_atari.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
+    envs.close()
+    assert set(np.unique(buf.rewards)) <= {-1.0, 0.0, 1.0}  # (atari 6) learning sees the sign
+    assert len(episodes) >= 1
+    start, played = [0, 0], [0, 0]
+    for step, i, score, _ in episodes:
+        if env_backend == "gymnasium":
+            raw = logs[i].scores[played[i]]  # every frame of the game, its hidden fire-reset steps included
+        else:
+            raw = np.stack(logs[0].rewards)[start[i] : step + 1, i].sum()
+        clipped = buf.rewards[start[i] : step + 1, i].sum()
+        # the logged score is the game's real points over all its lives, not the clipped sum
+        assert buf.terminations[start[i] : step, i].sum() >= 1  # (a life was lost before game over)
+        assert score == raw and score > clipped > 0
+        start[i], played[i] = step + 1, played[i] + 1
+
+
 def test_gae_bootstraps_truncation_from_the_final_value():
     rewards = np.ones((3, 1), np.float32)
     values = np.array([[0.5], [0.4], [0.3]], np.float32)
@@ -350,6 +516,58 @@ def test_gae_bootstraps_truncation_from_the_final_value():
                                      truncation_values, 0.9, 0.5)  # fmt: skip
     np.testing.assert_allclose(adv[:, 0], [0.5, 1 + 0.9 * 2 - 0.4, 1 + 0.9 - 0.3], rtol=1e-6)
     np.testing.assert_allclose(ret, adv + values, rtol=1e-6)
+
+
+def test_gae_hand_computed_over_several_steps_where_lambda_matters():
+    # two envs, five steps, gamma 0.9, lambda 0.5 (gamma * lambda = 0.45)
+    # env 0: terminated after step 1 (a lost life), truncated after step 3 (V(final obs) = 2.0)
+    # env 1: no episode end, one reward at the last step: its credit flows back 0.45 per step
+    rewards = np.array([[1, 0], [0, 0], [1, 0], [0, 0], [1, 1]], np.float32)
+    values = np.array([[0.5, 0], [0.4, 0], [0.3, 0], [0.2, 0], [0.1, 0]], np.float32)
+    terminations = np.array([[0, 0], [1, 0], [0, 0], [0, 0], [0, 0]], np.float32)
+    truncations = np.array([[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]], np.float32)
+    truncation_values = np.array([[0, 0], [0, 0], [0, 0], [2.0, 0], [0, 0]], np.float32)
+    next_value = np.array([1.0, 0.0], np.float32)
+    adv, ret = ppo_atari.compute_gae(rewards, values, next_value, terminations, truncations, truncation_values,
+                                     0.9, 0.5)  # fmt: skip
+    # env 0 deltas: 1 + .9*.4 - .5 = .86 | 0 - .4 = -.4 | 1 + .9*.2 - .3 = .88 | 0 + .9*2 - .2 = 1.6
+    # | 1 + .9*1 - .1 = 1.8
+    # advantages: .86 + .45*(-.4) = .68 | -.4 (ends) | .88 + .45*1.6 = 1.6 | 1.6 (ends) | 1.8
+    np.testing.assert_allclose(adv[:, 0], [0.68, -0.4, 1.6, 1.6, 1.8], rtol=1e-6)
+    np.testing.assert_allclose(ret[:, 0], [1.18, 0.0, 1.9, 1.8, 1.9], rtol=1e-6, atol=1e-7)
+    # env 1: .45^4, .45^3, .45^2, .45, 1 (without lambda it would be .9^k; lambda 1 too; lambda 0: 0s and a 1)
+    np.testing.assert_allclose(adv[:, 1], [0.04100625, 0.091125, 0.2025, 0.45, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(ret[:, 1], adv[:, 1], rtol=1e-6)
+
+
+def test_clipped_policy_loss_values_and_gradients_on_known_numbers():
+    # clip 0.2: ratios outside [0.8, 1.2] on both sides, with positive and negative advantages
+    advantages = torch.tensor([2.0, -1.0, 1.0, -2.0, 1.0])
+    ratio = torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1], requires_grad=True)
+    loss = ppo_atari.clipped_policy_loss(advantages, ratio, clip_coef=0.2)
+    # per sample, max(-A*r, -A*clip(r)): max(-3, -2.4) = -2.4 | max(.5, .8) = .8 | max(-.5, -.8) = -.5
+    # | max(3, 2.4) = 3 | -1.1 (inside the range); the min would give (-3 + .5 - .8 + 2.4 - 1.1) / 5 = -.4
+    assert loss.item() == pytest.approx((-2.4 + 0.8 - 0.5 + 3.0 - 1.1) / 5)
+    loss.backward()
+    # the clipped terms (samples 0, 1) give no gradient, the unclipped ones -A / n
+    np.testing.assert_allclose(ratio.grad.numpy(), [0.0, 0.0, -1 / 5, 2 / 5, -1 / 5], atol=1e-7)
+
+
+def test_value_loss_clipped_and_unclipped_on_known_numbers():
+    new = torch.tensor([1.0, 3.0, 2.0], requires_grad=True)
+    returns, old = torch.tensor([2.0, 2.0, 2.5]), torch.tensor([0.5, 2.5, 2.0])
+    # clip 0.2: clipped values .7, 2.7, 2.0; squared errors unclipped 1, 1, .25 and clipped 1.69, .49, .25:
+    # the max is the clipped term in sample 0, the unclipped one in sample 1 (the min: 1, .49, .25)
+    clipped = ppo_atari.value_loss(new, returns, old, 0.2, clip=True)
+    assert clipped.item() == pytest.approx(0.5 * (1.69 + 1.0 + 0.25) / 3)
+    clipped.backward()
+    # sample 0's clipped value is at the clip edge (no gradient); the others: (new - return) / n
+    np.testing.assert_allclose(new.grad.numpy(), [0.0, 1 / 3, -0.5 / 3], rtol=1e-6)
+    new.grad = None
+    unclipped = ppo_atari.value_loss(new, returns, old, 0.2, clip=False)
+    assert unclipped.item() == pytest.approx(0.5 * (1.0 + 1.0 + 0.25) / 3)
+    unclipped.backward()
+    np.testing.assert_allclose(new.grad.numpy(), [-1 / 3, 1 / 3, -0.5 / 3], rtol=1e-6)
 
 
 def short_run(**overrides) -> str:
