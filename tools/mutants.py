@@ -1,0 +1,274 @@
+"""The mutants of tools/mutate.py: one known bug each, planted by replacing a snippet of a script.
+
+Each `old` is a verbatim piece of the script's code (not of a comment) that occurs exactly once in it;
+tools/mutate.py refuses to run while one does not (a stale mutant, after the script changed). A mutant
+marked `equivalent` changes nothing that a test could observe: it is run all the same, and expected to
+survive. Details are numbered as in README.md's tables (core 1-13, atari 1-9, continuous 1-9).
+"""
+
+from dataclasses import dataclass
+
+P, C, A = "ppo.py", "ppo_continuous_action.py", "ppo_atari.py"
+PREFIX = {P: "ppo", C: "continuous", A: "atari"}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # short unique id, "<script>/<what>"
+    script: str  # the file mutated
+    old: str  # the snippet replaced (exactly once in the script)
+    new: str  # its replacement
+    detail: str  # the detail it breaks
+    equivalent: str | None = None  # why no test can observe it (then it is expected to survive)
+
+
+MUTANTS: list[Mutant] = []
+
+
+def add(scripts: str, what: str, old: str, new: str, detail: str, equivalent: str | None = None) -> None:
+    """One mutant per script in `scripts` (a string of P, C, A names joined by spaces)."""
+    for script in scripts.split():
+        MUTANTS.append(Mutant(f"{PREFIX[script]}/{what}", script, old, new, detail, equivalent))
+
+
+ALL, PC = f"{P} {C} {A}", f"{P} {C}"
+
+# (one mutant per call, laid out by hand)
+# fmt: off
+
+# ---- core 1-13 ---------------------------------------------------------------------------------------
+add(PC, "one-env", "for i in range(num_envs)],", "for i in range(1)],", "core 1: one env instead of --num-envs")
+add(A, "one-env-gymnasium", "[lambda i=i: env_fn(i) for i in range(num_envs)],",
+    "[lambda i=i: env_fn(i) for i in range(1)],", "core 1: one env instead of --num-envs (gymnasium backend)")
+
+add(P, "policy-gain", "layer_init(nn.Linear(64, n_actions), std=0.01)", "layer_init(nn.Linear(64, n_actions), std=1.0)",
+    "core 2: policy head gain 0.01 -> 1")
+add(C, "policy-gain", "layer_init(nn.Linear(64, action_dim), std=0.01)", "layer_init(nn.Linear(64, action_dim), std=1.0)",
+    "core 2: policy head gain 0.01 -> 1")
+add(A, "policy-gain", "layer_init(nn.Linear(512, n_actions), std=0.01)", "layer_init(nn.Linear(512, n_actions), std=1.0)",
+    "core 2: policy head gain 0.01 -> 1")
+add(PC, "value-gain", "layer_init(nn.Linear(64, 1), std=1.0)", "layer_init(nn.Linear(64, 1), std=0.01)",
+    "core 2: value head gain 1 -> 0.01")
+add(A, "value-gain", "layer_init(nn.Linear(512, 1), std=1.0)", "layer_init(nn.Linear(512, 1), std=0.01)",
+    "core 2: value head gain 1 -> 0.01")
+add(ALL, "bias", "torch.nn.init.constant_(layer.bias, bias_const)", "torch.nn.init.constant_(layer.bias, 0.1)",
+    "core 2: zero biases -> 0.1")
+
+add(ALL, "adam-eps", "eps=1e-5, fused=True", "eps=1e-8, fused=True", "core 3: Adam epsilon 1e-5 -> 1e-8")
+
+add(f"{P} {A}", "no-lr-anneal", 'optimizer.param_groups[0]["lr"] = frac * args.learning_rate',
+    'optimizer.param_groups[0]["lr"] = args.learning_rate', "core 4: learning rate not annealed")
+add(C, "no-lr-anneal", 'group["lr"] = frac * group["initial_lr"]', 'group["lr"] = group["initial_lr"]',
+    "core 4: learning rate(s) not annealed")
+
+add(ALL, "gae-no-lambda", "gamma * gae_lambda * continues[t] * last_advantage", "gamma * continues[t] * last_advantage",
+    "core 5: lambda dropped from the GAE recursion")
+add(ALL, "gae-bootstrap-termination", "gamma * next_values * (1.0 - terminations) - values",
+    "gamma * next_values - values", "core 5: the next value bootstrapped through a termination")
+
+add(PC, "no-shuffle", "permutation = torch.randperm(args.batch_size)", "permutation = torch.arange(args.batch_size)",
+    "core 6: minibatches not shuffled")
+add(PC, "shuffle-once", "permutation = torch.randperm(args.batch_size)",
+    "permutation = permutation if epoch else torch.randperm(args.batch_size)",
+    "core 6: the batch shuffled once, not every epoch")
+add(A, "no-shuffle", "permutation = torch.randperm(args.batch_size, device=device)",
+    "permutation = torch.arange(args.batch_size, device=device)", "core 6: minibatches not shuffled")
+add(A, "shuffle-once", "permutation = torch.randperm(args.batch_size, device=device)",
+    "permutation = permutation if epoch else torch.randperm(args.batch_size, device=device)",
+    "core 6: the batch shuffled once, not every epoch")
+
+add(ALL, "no-adv-norm", "if args.norm_adv:", "if False:", "core 7: advantages not normalized")
+add(PC, "adv-norm-batch", "mb_advantages.mean(1, keepdim=True)) / (\n                mb_advantages.std(1, keepdim=True)",
+    "mb_advantages.mean()) / (\n                mb_advantages.std()",
+    "core 7: advantages normalized over the whole batch, not per minibatch")
+add(A, "adv-norm-batch", "(mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)",
+    "(mb_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)",
+    "core 7: advantages normalized over the whole batch, not per minibatch")
+
+add(ALL, "pg-min", "return torch.max(unclipped, clipped).mean()", "return torch.min(unclipped, clipped).mean()",
+    "core 8: min instead of max of the negated surrogates")
+add(ALL, "clip-range", "torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)",
+    "torch.clamp(ratio, 1 - clip_coef, 1 + 2 * clip_coef)", "core 8: clip range [1 - eps, 1 + 2 eps]")
+
+add(ALL, "no-vclip", "if not clip:", "if True:", "core 9: value clipping ignored (--clip-vloss does nothing)")
+add(ALL, "vclip-min", "torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2)",
+    "torch.min((new_values - returns) ** 2, (clipped_values - returns) ** 2)",
+    "core 9: min instead of max of the clipped and unclipped value losses")
+
+add(f"{P} {A}", "entropy-sign", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
+    "loss = pg_loss + args.ent_coef * entropy_loss + v_loss * args.vf_coef", "core 10: entropy bonus sign flipped")
+add(f"{P} {A}", "no-vf-coef", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
+    "loss = pg_loss - args.ent_coef * entropy_loss + v_loss", "core 10: vf_coef ignored")
+add(C, "entropy-sign", "loss = loss - args.ent_coef * entropy_loss", "loss = loss + args.ent_coef * entropy_loss",
+    "core 10: entropy bonus sign flipped")
+add(C, "no-vf-coef", "loss = pg_loss + v_loss * args.vf_coef", "loss = pg_loss + v_loss", "core 10: vf_coef ignored")
+add(C, "entropy-guard", "if args.ent_coef != 0:", "if True:", "core 10: the skip of a zero entropy bonus removed",
+    "with ent_coef 0 the term subtracts exactly 0 from the loss and from every gradient; otherwise both run it")
+
+add(P, "no-grad-clip", "grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)",
+    "grad_norm = clip_grad_norm(agent.flat_params, math.inf)", "core 11: no gradient clipping")
+add(C, "no-grad-clip", "grad_norm = clip_grad_norm(params, args.max_grad_norm)",
+    "grad_norm = clip_grad_norm(params, math.inf)", "core 11: no gradient clipping")
+add(A, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)",
+    "nn.utils.clip_grad_norm_(agent.parameters(), math.inf, foreach=True)", "core 11: no gradient clipping")
+
+add(PC, "approx-kl", "approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()",
+    "approx_kl = (-logratios[-1]).mean()", "core 12: approx_kl is the old estimator -log ratio")
+add(A, "approx-kl", "approx_kl = ((ratio - 1) - logratio).mean()", "approx_kl = (-logratio).mean()",
+    "core 12: approx_kl is the old estimator -log ratio")
+add(PC, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > clip_coef)",
+    "((torch.cat(logratios).exp() - 1.0) > clip_coef)", "core 12: clip fraction counts ratios above the range only")
+add(A, "clipfrac", "((ratio - 1.0).abs() > args.clip_coef)", "((ratio - 1.0) > args.clip_coef)",
+    "core 12: clip fraction counts ratios above the range only")
+add(ALL, "explained-variance", "float(1 - np.var(y_true - y_pred) / var_y)", "float(1 - np.var(y_pred) / var_y)",
+    "core 12: explained variance from var(prediction), not var(residual)")
+
+add(P, "shared-trunk", "return self.critic(obs).squeeze(-1)", "return self.critic[2:](self.actor[:2](obs)).squeeze(-1)",
+    "core 13: the critic reads the actor's first layer (not separate networks)")
+add(C, "shared-trunk", "return self.critic(obs).squeeze(-1)",
+    "return self.critic[2:](self.actor_mean[:2](obs)).squeeze(-1)",
+    "core 13, continuous 4: the critic reads the actor's first layer (not separate networks)")
+add(A, "cnn-tanh", "layer_init(nn.Conv2d(64, 64, 3, stride=1)),\n            nn.ReLU(),",
+    "layer_init(nn.Conv2d(64, 64, 3, stride=1)),\n            nn.Tanh(),", "core 13, atari 8: a tanh in the Nature-CNN")
+
+# ---- gymnasium 1.x handling ----------------------------------------------------------------------------
+add(ALL, "next-step-autoreset", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,\n        copy=False,",
+    "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,\n        copy=False,",
+    "gymnasium 1.x: NEXT_STEP autoreset (bogus autoreset steps in the batch)")
+add(A, "next-step-autoreset-ale", "        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,\n    )",
+    "        autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,\n    )",
+    "gymnasium 1.x: NEXT_STEP autoreset (ale-vector backend)")
+add(ALL, "terminated-and-truncated", "truncated = truncated & ~terminated", "truncated = truncated",
+    "gymnasium 1.x: a step that terminates and truncates kept as a truncation")
+add(P, "truncation-next-obs", 'policy.value(np.stack(infos["final_obs"][truncated]))', "policy.value(next_obs[truncated])",
+    "gymnasium 1.x: truncation value from the next episode's first observation, not final_obs")
+add(C, "truncation-next-obs", 'agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)',
+    "agent.normalize_obs(raw_obs[truncated], update=False)",
+    "gymnasium 1.x: truncation value from the next episode's first observation, not final_obs")
+add(A, "truncation-next-obs", 'torch.from_numpy(np.stack(infos["final_obs"][truncated])).to(device)',
+    "torch.from_numpy(next_obs[truncated]).to(device)",
+    "gymnasium 1.x: truncation value from the next game's first observation, not final_obs")
+add(ALL, "truncation-not-bootstrapped", "next_values = np.where(truncations > 0, truncation_values, next_values)",
+    "next_values = np.where(truncations > 0, 0.0, next_values)",
+    "gymnasium 1.x: truncations not bootstrapped (truncation_values ignored)")
+
+# ---- the loss types of ppo.py and ppo_continuous_action.py -------------------------------------------------
+add(PC, "pg-is-clip", "pg_loss = surrogate_loss(mb_advantages[i], ratio)",
+    "pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)", "loss types: pg runs the clipped loss")
+add(PC, "kl-penalty-is-clip", "pg_loss = kl_penalty_loss(mb_advantages[i], ratio, logratio, kl_beta)",
+    "pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)", "loss types: kl-penalty runs the clipped loss")
+add(PC, "kl-penalty-no-beta", "return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()",
+    "return surrogate_loss(advantages, ratio)", "loss types: kl-penalty without its beta * KL term")
+add(PC, "kl-beta-swapped", "return beta / 2\n    if kl > target * 1.5:\n        return beta * 2",
+    "return beta * 2\n    if kl > target * 1.5:\n        return beta / 2", "loss types: beta doubled below the band, halved above")
+add(PC, "kl-beta-band", "if kl < target / 1.5:\n        return beta / 2\n    if kl > target * 1.5:",
+    "if kl < target / 2:\n        return beta / 2\n    if kl > target * 2:", "loss types: beta band edges target/2, target*2")
+add(PC, "kl-beta-not-saved", '"kl_beta": args.kl_beta if kl_beta is None else kl_beta,', '"kl_beta": args.kl_beta,',
+    "loss types: the adapted kl_beta not saved in the checkpoint")
+add(PC, "kl-beta-not-restored", 'kl_beta = checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
+    "loss types: kl_beta not restored from the checkpoint")
+
+# ---- resume ------------------------------------------------------------------------------------------------
+UNUSED_RNG = "seeded at the start of train() and never drawn from (envs, policy and torch have generators of their own)"
+add(ALL, "resume-no-weights", 'agent.load_state_dict(checkpoint["agent"])\n        optimizer.load_state_dict',
+    "optimizer.load_state_dict", "resume: the weights not loaded")
+add(ALL, "resume-no-optimizer", 'optimizer.load_state_dict(checkpoint["optimizer"])', "pass",
+    "resume: the optimizer state not loaded")
+add(ALL, "resume-no-torch-rng", 'torch.set_rng_state(rng["torch"])', "pass", "resume: torch's RNG not restored")
+add(ALL, "resume-no-numpy-rng",
+    'np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))', "pass",
+    "resume: numpy's global RNG not restored", f"numpy's global RNG is {UNUSED_RNG}")
+add(ALL, "resume-no-python-rng", 'random.setstate(rng["python"])', "pass", "resume: python's RNG not restored",
+    f"python's RNG is {UNUSED_RNG}")
+add(PC, "resume-no-policy-rng", 'policy.rng.bit_generator.state = rng["policy"]', "pass",
+    "resume: the rollout policy's RNG not restored")
+add(A, "resume-no-cuda-rng", 'if "cuda" in rng and device.type == "cuda":', "if False:",
+    "resume: the CUDA RNG not restored", "the tests run on the CPU, where no CUDA RNG is saved or used")
+add(C, "resume-no-obs-rms", 'agent.load_state_dict(checkpoint["agent"])\n        optimizer',
+    'agent.load_state_dict({k: v for k, v in checkpoint["agent"].items() if not k.startswith("obs_rms.")}, '
+    "strict=False)\n        optimizer", "resume, continuous 6: the observation statistics not loaded")
+add(C, "resume-no-return-rms", 'agent.load_state_dict(checkpoint["agent"])\n        optimizer',
+    'agent.load_state_dict({k: v for k, v in checkpoint["agent"].items() if not k.startswith("return_rms.")}, '
+    "strict=False)\n        optimizer", "resume, continuous 8: the return statistics not loaded")
+add(ALL, "resume-no-iteration", 'checkpoint["global_step"], checkpoint["iteration"]', 'checkpoint["global_step"], 0',
+    "resume: done_iterations not taken from the checkpoint (learning-rate position lost)")
+add(ALL, "save-fresh-optimizer", '"optimizer": optimizer.state_dict(),',
+    '"optimizer": make_optimizer(agent, args).state_dict(),', "resume (save side): a fresh optimizer's state saved")
+
+# ---- evaluation ----------------------------------------------------------------------------------------------
+add(ALL, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
+    "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
+add(C, "eval-updates-stats", "normalized = agent.normalize_obs(obs[None], update=False)",
+    "normalized = agent.normalize_obs(obs[None], update=True)",
+    "evaluation, continuous 6: the statistics updated while evaluating, not frozen")
+
+# ---- continuous 1-9 ------------------------------------------------------------------------------------------
+add(C, "sample-no-mean", "action = mean + np.exp(self.logstd) * noise", "action = np.exp(self.logstd) * noise",
+    "continuous 1: the rollout's actions ignore the actor's mean")
+add(C, "logstd-not-learned", "self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))",
+    'self.register_buffer("actor_logstd", torch.zeros(1, action_dim))', "continuous 2: the log-std not learned")
+add(C, "logprob-mean", "((action - mean) * torch.exp(-logstd)).square().sum(-1)",
+    "((action - mean) * torch.exp(-logstd)).square().mean(-1)",
+    "continuous 3: log-probability averaged over the action dimensions, not summed")
+add(C, "clipped-action-stored", "action, logprob = policy.act(next_obs)",
+    "action, logprob = policy.act(next_obs)\n        action = np.minimum(np.maximum(action, low), high)",
+    "continuous 5: the clipped action stored")
+add(C, "obs-stats-frozen", "next_obs = agent.normalize_obs(raw_obs, update=True)",
+    "next_obs = agent.normalize_obs(raw_obs, update=False)", "continuous 6: the statistics not updated in rollouts")
+add(C, "final-obs-updates-stats", 'np.stack(infos["final_obs"][truncated]), update=False)',
+    'np.stack(infos["final_obs"][truncated]), update=True)',
+    "continuous 6: a truncated episode's final observation added to the statistics")
+add(C, "obs-stats-var", "var[...] = (var * count + (diff * (batch - mean)).sum(0)) / total",
+    "var[...] = (var * count + (diff * diff).sum(0)) / total",
+    "continuous 6: running variance merged with the old mean only")
+add(C, "no-obs-clip", "return np.minimum(np.maximum(normalized, -10.0), 10.0).astype(np.float32)",
+    "return normalized.astype(np.float32)", "continuous 7: no observation clipping")
+add(C, "return-never-reset", "self.returns[episode_ended] = 0.0", "pass",
+    "continuous 8: the discounted return never reset")
+add(C, "return-reset-at-terminations", "reward_scaler(reward, terminated | truncated)",
+    "reward_scaler(reward, terminated)", "continuous 8: the discounted return reset at terminations only")
+add(C, "reward-scale-var", "return x / np.sqrt(self.views[1] + 1e-8)", "return x / (self.views[1] + 1e-8)",
+    "continuous 8: rewards scaled by the variance, not the std")
+add(C, "no-reward-clip", "return np.minimum(np.maximum(scaled, -10.0), 10.0)", "return scaled",
+    "continuous 9: no reward clipping")
+
+# ---- atari 1-9, gymnasium backend (wrap_atari and its wrappers) ------------------------------------------------
+add(A, "no-noop-reset", "env = NoopResetEnv(env, noop_max)", "env = env", "atari 1: no-op reset removed (gymnasium)")
+add(A, "skip-last-frame", "return self.frames.max(axis=0), total_reward", "return self.frames[1], total_reward",
+    "atari 2: the last frame, not the max of the last two (gymnasium)")
+add(A, "skip-last-reward", "total_reward += reward", "total_reward = reward",
+    "atari 2: the last frame's reward, not the sum of four (gymnasium)")
+add(A, "no-episodic-life", "env = EpisodicLifeEnv(env)", "env = env", "atari 3: episodic life removed (gymnasium)")
+add(A, "lost-life-resets-game", "if self.game_over:\n            obs, info = self.env.reset(**kwargs)",
+    "if True:\n            obs, info = self.env.reset(**kwargs)", "atari 3: a lost life resets the whole game (gymnasium)")
+add(A, "no-fire-reset", "env = FireResetEnv(env)", "env = env", "atari 4: fire reset removed (gymnasium)")
+add(A, "warp-linear", "interpolation=cv2.INTER_AREA", "interpolation=cv2.INTER_LINEAR",
+    "atari 5: bilinear resize instead of area averaging (gymnasium)")
+add(A, "no-reward-clip", "env = ClipRewardEnv(env)", "env = env", "atari 6: reward clipping removed (gymnasium)")
+add(A, "clipped-score-logged", "    env = RecordGameStatistics(env)",
+    "    env = ClipRewardEnv(env)\n    env = RecordGameStatistics(env)",
+    "atari 6: rewards clipped below the game statistics, so the clipped score is logged (gymnasium)")
+add(A, "reward-clip-to-range", "return float(np.sign(reward))", "return float(np.clip(reward, -1.0, 1.0))",
+    "atari 6: rewards clipped to [-1, 1] instead of their sign (gymnasium)",
+    "ALE rewards are integers (and so are their sums over skipped frames): for them the clip is the sign")
+add(A, "frame-stack-newest-first", "return gym.wrappers.FrameStackObservation(env, 4)",
+    "return gym.wrappers.TransformObservation(gym.wrappers.FrameStackObservation(env, 4), "
+    "lambda obs: np.ascontiguousarray(obs[::-1]), None)", "atari 7: frame stack newest first (gymnasium)")
+add(A, "no-pixel-scaling", "return self.network(obs.float() / 255.0)", "return self.network(obs.float())",
+    "atari 9: pixels not scaled to [0, 1]")
+
+# ---- atari 1-7, ale-vector backend (make_ale_vector_env, make_envs) ---------------------------------------------
+add(A, "ale-noop-max-0", "noop_max=noop_max,", "noop_max=0,", "atari 1: noop_max 0 (ale-vector)")
+add(A, "ale-no-maxpool", "maxpool=True,", "maxpool=False,", "atari 2: no max of the last two frames (ale-vector)")
+add(A, "ale-no-life-loss", "life_loss_info=True,", "life_loss_info=False,", "atari 3: no episode end at a lost life (ale-vector)")
+add(A, "ale-no-fire-reset", "use_fire_reset=fire_reset,", "use_fire_reset=False,", "atari 4: no fire reset (ale-vector)")
+add(A, "ale-color", "grayscale=True,", "grayscale=False,", "atari 5: colour frames, not grayscale (ale-vector)")
+add(A, "ale-no-reward-clip", "return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))",
+    "return AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads))",
+    "atari 6: reward clipping removed (ale-vector)")
+add(A, "ale-clipped-score-logged",
+    "return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))",
+    "return AleVectorGameStatistics(VectorClipReward(make_ale_vector_env(env_id, num_envs, ale_threads)))",
+    "atari 6: wrappers swapped, so the clipped score is logged (ale-vector)")
+add(A, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 frames, not 4 (ale-vector)")
+# fmt: on
