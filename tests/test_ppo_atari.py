@@ -373,6 +373,20 @@ def test_nature_cnn_sizes():
     assert agent.network[7].out_features == 512
 
 
+def test_the_trunk_computes_the_nature_cnn_with_relus():
+    # (atari 8) the Nature-CNN written out here, with the agent's weights: the same 512 features
+    torch.manual_seed(0)
+    agent = ppo_atari.Agent(4)
+    layers = [m for m in agent.network if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    x = frames.float() / 255.0
+    for layer in layers[:3]:
+        x = torch.relu(torch.nn.functional.conv2d(x, layer.weight, layer.bias, stride=layer.stride))
+    x = torch.relu(torch.nn.functional.linear(x.flatten(1), layers[3].weight, layers[3].bias))
+    with torch.no_grad():
+        torch.testing.assert_close(agent.hidden(frames), x)
+
+
 # --- rollouts and runs --------------------------------------------------------------------------------
 
 

@@ -271,4 +271,19 @@ add(A, "ale-clipped-score-logged",
     "return AleVectorGameStatistics(VectorClipReward(make_ale_vector_env(env_id, num_envs, ale_threads)))",
     "atari 6: wrappers swapped, so the clipped score is logged (ale-vector)")
 add(A, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 frames, not 4 (ale-vector)")
+
+# ---- the mends of resume, videos, evaluation and the flat parameters ------------------------------------------
+add(C, "return-never-reset-call-site", "reward_scaler(reward, terminated | truncated)",
+    "reward_scaler(reward, terminated & False)", "continuous 8: the discounted return never reset (at the call site)")
+add(ALL, "resume-drops-named-flags", 'resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))',
+    'resumed_args(args, resume_from[1]["args"], None)', "resume: a flag named with its default value dropped")
+add(ALL, "resume-overwrites-videos",
+    """video_prefix = "rl-video" if checkpoint is None else f"rl-video-from-step-{checkpoint['global_step']}\"""",
+    'video_prefix = "rl-video"', "resume: a resumed run's videos overwrite the stopped run's")
+add(ALL, "resume-last-iteration-sps", "start_time, start_step, sps = time.time(), global_step, 0.0",
+    "start_time, start_step = time.time(), global_step", "resume: train() from the last iteration's checkpoint dies")
+add(PC, "zero-grad-to-none", "            flat.grad.zero_()\n", "            super().zero_grad()\n",
+    "flat parameters: zero_grad(set_to_none=True) cuts the gradient views")
+add(PC, "no-view-check", "    agent.check_views()  # (flat parameters) what the optimizer steps is the agent\n", "",
+    "flat parameters: a cut view goes unnoticed (Adam steps on zero gradients)")
 # fmt: on
