@@ -246,7 +246,7 @@ def test_a_saved_and_loaded_agent_acts_and_values_alike(tmp_path):
             flat.normal_(0, 0.5)
     args = ppo.Args()
     optimizer = torch.optim.Adam(agent.flat_params, lr=1e-3)
-    ppo.save_checkpoint(str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, ppo.RolloutPolicy(agent, 0), args, 0, 0)
+    ppo.save_checkpoint(str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, ppo.RolloutPolicy(agent, 0).rng)
     path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
     assert path == str(tmp_path / "ppo.cleanrl_model")
     loaded = ppo.load_agent(checkpoint)

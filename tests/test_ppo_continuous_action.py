@@ -285,7 +285,7 @@ def test_a_saved_and_loaded_agent_acts_values_and_normalizes_alike_and_evaluatio
     agent.return_rms.update(rng.normal(0.0, 5.0, size=300))
     optimizer = ppo.make_optimizer(agent, args)
     policy = ppo.RolloutPolicy(agent, seed=0)
-    ppo.save_checkpoint(str(tmp_path / "run.cleanrl_model"), agent, optimizer, policy, args, 0, 0)
+    ppo.save_checkpoint(str(tmp_path / "run.cleanrl_model"), agent, optimizer, args, 0, 0, policy.rng)
 
     path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
     assert path == str(tmp_path / "run.cleanrl_model")
@@ -347,7 +347,7 @@ def test_resuming_loads_into_the_flat_parameters_that_the_optimizer_and_the_poli
     trained_optimizer = ppo.make_optimizer(trained, args)
     step(trained, trained_optimizer)
     path = str(tmp_path / "run.cleanrl_model")
-    ppo.save_checkpoint(path, trained, trained_optimizer, ppo.RolloutPolicy(trained, seed=0), args, 0, 1)
+    ppo.save_checkpoint(path, trained, trained_optimizer, args, 0, 1, ppo.RolloutPolicy(trained, seed=0).rng)
     _, checkpoint = ppo.load_checkpoint(path)
     agent_state, optimizer_state = checkpoint["agent"], checkpoint["optimizer"]
     assert not any(key.startswith("flat") for key in agent_state)  # the state_dict holds the named parameters

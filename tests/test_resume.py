@@ -1,13 +1,12 @@
 """Resume through the real entry point (`main`, as `python <script> --resume RUN` runs it), in each of the
 three scripts: a run stopped after a checkpoint and resumed starts its first iteration with exactly the
-checkpoint's weights, optimizer moments and step, RNG states, normalization statistics and learning
+checkpoint's weights, optimizer moments and step, RNG streams (torch's, the rollout policy's), normalization statistics and learning
 rate, and two resumes of one checkpoint log the same numbers. Also what a resume must never do: drop a
 flag, overwrite the stopped run's videos, or die on a checkpoint of the run's last iteration."""
 
 import copy
 import hashlib
 import os
-import random
 import shutil
 import sys
 import time
@@ -52,7 +51,7 @@ def first_iteration_spy(monkeypatch, module) -> dict:
 
     def rollout(*a, **kw):
         if "rng" not in seen:
-            seen["rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+            seen["rng"] = {"torch": torch.get_rng_state()}
             if hasattr(a[0], "rng"):  # the numpy rollout policy's own generator (ppo.py, continuous)
                 seen["rng"]["policy"] = copy.deepcopy(a[0].rng.bit_generator.state)
             agent = next((x for x in a if hasattr(x, "obs_rms")), None)
@@ -93,10 +92,6 @@ def test_a_resumed_run_starts_from_exactly_its_checkpoint_and_two_resumes_log_al
     # every RNG stream is where the stopped run left it
     rng = checkpoint["rng"]
     assert torch.equal(seen["rng"]["torch"], rng["torch"])
-    numpy_state = seen["rng"]["numpy"]
-    assert numpy_state[0] == rng["numpy"][0] and list(numpy_state[1]) == list(rng["numpy"][1])
-    assert tuple(numpy_state[2:]) == tuple(rng["numpy"][2:])
-    assert seen["rng"]["python"] == tuple(x if not isinstance(x, list) else tuple(x) for x in rng["python"])
     if "policy" in rng:
         assert seen["rng"]["policy"] == rng["policy"]
     if "stats" in seen:
