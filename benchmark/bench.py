@@ -13,7 +13,8 @@ their steps/s are as they logged them, in whatever conditions they ran. Our runs
 benchmark/timed.py, which splits the wall time into env stepping, rollout inference and update.
 
 Reported per run and as medians: the mean return of the last 100 episodes, wall time (of the whole
-process), steps per second (of training, as the run logs it in charts/SPS), and the first step at which the 100-episode mean return reaches --threshold. The curves
+process), steps per second (of training, as the run logs it in charts/SPS), and the first step at which the
+100-episode mean return reaches --threshold. The curves
 (episodic return vs steps) are plotted to <out>/curves.png, the numbers written to <out>/results.json
 and printed as a Markdown table.
 """
@@ -104,7 +105,12 @@ def split_fractions(split: dict) -> dict:
     other = split["total"] - split["rollout"] - split["update"]
     return {
         key: value / split["total"]
-        for key, value in [("env", split["env_step"]), ("inference", inference), ("update", split["update"]), ("other", other)]
+        for key, value in [
+            ("env", split["env_step"]),
+            ("inference", inference),
+            ("update", split["update"]),
+            ("other", other),
+        ]
     }
 
 
@@ -119,10 +125,13 @@ def fmt(value, spec: str) -> str:
 
 def table(name: str, rows: list[dict]) -> str:
     lines = [
-        f"| {name} seed | last-100 mean return | wall time (s) | steps/s | step reaching threshold | env / inference / update / other |",
+        f"| {name} seed | last-100 mean return | wall time (s) | steps/s | step reaching threshold "
+        "| env / inference / update / other |",
         "|---|---|---|---|---|---|",
     ]
-    for row in rows + [{"seed": "median", **{k: median(rows, k) for k in ("final_return", "wall_s", "sps", "reached_step")}}]:
+    for row in rows + [
+        {"seed": "median", **{k: median(rows, k) for k in ("final_return", "wall_s", "sps", "reached_step")}}
+    ]:
         shares = row.get("fractions")
         shares = " / ".join(f"{shares[k]:.0%}" for k in ("env", "inference", "update", "other")) if shares else ""
         lines.append(
@@ -170,7 +179,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     reference = parser.add_mutually_exclusive_group()
     reference.add_argument("--reference", help="a reference script to run alternately at the same settings")
-    reference.add_argument("--reference-runs", nargs="+", metavar="RUN_DIR", help="finished runs of a reference to compare with")
+    reference.add_argument(
+        "--reference-runs", nargs="+", metavar="RUN_DIR", help="finished runs of a reference to compare with"
+    )
     parser.add_argument("--threshold", type=float, help="report the first step where the 100-episode mean reaches this")
     parser.add_argument("--out", help="output folder (default benchmark/out/<script name>)")
     cli, flags = parse_args_and_flags(parser)
@@ -182,9 +193,14 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     runners = [("ours", script)] + ([("reference", cli.reference)] if cli.reference else [])
     results = {label: [] for label, _ in runners}
-    if cli.reference_runs:  # read first, so that a wrong path fails before any run (names: {env_id}__{exp_name}__{seed}__{time})
+    if (
+        cli.reference_runs
+    ):  # read first, so that a wrong path fails before any run (names: {env_id}__{exp_name}__{seed}__{time})
         results["reference"] = [
-            {"seed": int(os.path.basename(os.path.normpath(run_dir)).split("__")[-2]), **summarize(run_dir, None, cli.threshold)}
+            {
+                "seed": int(os.path.basename(os.path.normpath(run_dir)).split("__")[-2]),
+                **summarize(run_dir, None, cli.threshold),
+            }
             for run_dir in cli.reference_runs
         ]
     for seed in cli.seeds:

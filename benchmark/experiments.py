@@ -216,7 +216,9 @@ def iqm(values, axis: int = -1) -> np.ndarray:
     return x @ weights
 
 
-def bootstrap_ci(values, statistic=iqm, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    values, statistic=iqm, resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of `statistic` (called with axis=-1): the values are
     resampled with replacement `resamples` times (a seeded RNG, so the same values give the same interval)."""
     x = np.asarray(values, dtype=float)
@@ -240,8 +242,8 @@ def table(rows: list[dict], references: dict | None = None) -> str:
     references = references or {}
     with_references = any((row["script"], row["env_id"]) in references for row in rows)
     lines = [
-        "| env | script | variant | seeds | steps | final return (mean ± std) | IQM [95% CI] | steps/s | wall time (s) |"
-        + (" reference |" if with_references else ""),
+        "| env | script | variant | seeds | steps | final return (mean ± std) | IQM [95% CI] | steps/s "
+        "| wall time (s) |" + (" reference |" if with_references else ""),
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_references else ""),
     ]
     referenced = set()

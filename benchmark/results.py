@@ -29,7 +29,15 @@ if ROOT not in sys.path:
 
 from benchmark import tune  # noqa: E402
 from benchmark.experiments import (  # noqa: E402
-    REFERENCES, collect, cpus, grid, load_run_dir, plot_curves, run_all, table, unsupported_flags,
+    REFERENCES,
+    collect,
+    cpus,
+    grid,
+    load_run_dir,
+    plot_curves,
+    run_all,
+    table,
+    unsupported_flags,
 )
 
 
@@ -138,7 +146,12 @@ def tuning_section(cli, out: str, images: str, page_dir: str, jobs: int) -> list
         return lines + ["Not run.", ""]
     path = os.path.join(images, "tuning.png")
     tune.plot_trials(study, path)
-    return lines + [tune.best_table(study), "", f"![tuning: objective per trial]({os.path.relpath(path, page_dir)})", ""]
+    return lines + [
+        tune.best_table(study),
+        "",
+        f"![tuning: objective per trial]({os.path.relpath(path, page_dir)})",
+        "",
+    ]
 
 
 def main() -> None:
@@ -146,7 +159,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--cartpole-steps", type=int, default=500_000, help="steps per CartPole-v1 run")
     parser.add_argument("--pendulum-steps", type=int, default=200_000, help="steps per InvertedPendulum-v4 run")
-    parser.add_argument("--double-pendulum-steps", type=int, default=500_000, help="steps per InvertedDoublePendulum-v4 run")
+    parser.add_argument(
+        "--double-pendulum-steps", type=int, default=500_000, help="steps per InvertedDoublePendulum-v4 run"
+    )
     parser.add_argument("--tune-trials", type=int, default=20, help="trials the tuning study grows to")
     parser.add_argument("--tune-steps", type=int, default=100_000, help="steps per tuning trial")
     parser.add_argument("--atari-run", nargs="+", default=[], help="ppo_atari.py run directories to report in (a)")
@@ -156,7 +171,9 @@ def main() -> None:
                         help="smoke run: 4096 steps per run, seeds 1 2, 2 tuning trials; "
                              "out and page under benchmark/out/results-quick/")  # fmt: skip
     parser.add_argument("--out", help="where the runs are kept (default benchmark/out/results)")
-    parser.add_argument("--page", help="the page to write (default benchmark/RESULTS.md); its PNGs go to results/ beside it")
+    parser.add_argument(
+        "--page", help="the page to write (default benchmark/RESULTS.md); its PNGs go to results/ beside it"
+    )
     cli = parser.parse_args()
     if cli.quick:
         cli.seeds, cli.tune_trials = cli.seeds[:2], min(cli.tune_trials, 2)

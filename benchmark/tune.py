@@ -56,7 +56,9 @@ def suggest(trial, script: str, fixed: list[str]) -> dict[str, object]:
     code-level choices (learning-rate annealing, gradient and value clipping, ...) move results as much as
     its clipped objective does, so the optimizer's settings are tuned together with the clip range."""
     defaults = script_args(script)
-    batch = flag_value(fixed, "--num-envs", defaults["num_envs"]) * flag_value(fixed, "--num-steps", defaults["num_steps"])
+    batch = flag_value(fixed, "--num-envs", defaults["num_envs"]) * flag_value(
+        fixed, "--num-steps", defaults["num_steps"]
+    )
     # minibatch counts that split the batch evenly, into minibatches of at least 16 steps
     minibatches = [n for n in (1, 2, 4, 8, 16, 32, 64) if batch % n == 0 and batch // n >= 16] or [1]
     params = {
@@ -220,11 +222,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="the seed of every trial")
     parser.add_argument("--last-episodes", type=int, default=100, help="the objective averages this many last episodes")
     parser.add_argument("--storage", help="Optuna storage URL (default sqlite:///benchmark/out/tune_<script>_<env>.db)")
-    parser.add_argument("--out", help="folder of the trials' runs and outputs (default benchmark/out/tune_<script>_<env>)")
+    parser.add_argument(
+        "--out", help="folder of the trials' runs and outputs (default benchmark/out/tune_<script>_<env>)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time")
     cli, flags = parse_args_and_flags(parser)
 
-    out = os.path.abspath(cli.out or os.path.join(ROOT, "benchmark", "out", f"tune_{study_name(cli.script, cli.env_id)}"))
+    out = os.path.abspath(
+        cli.out or os.path.join(ROOT, "benchmark", "out", f"tune_{study_name(cli.script, cli.env_id)}")
+    )
     study = tune(cli.script, cli.env_id, cli.trials, cli.budget, flags, cli.storage, out, cli.seed,
                  cli.last_episodes, cli.jobs)  # fmt: skip
     text = best_table(study)

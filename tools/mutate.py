@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from mutants import MUTANTS, Mutant
+from mutants import MUTANTS, Mutant  # noqa: E402
 
 
 def k_expr(stem: str) -> str:
@@ -144,7 +144,8 @@ def run_tests(tree: str, script: str, timeout: float, env: dict) -> tuple[str, s
 
 
 def run_copy(script: str, m: Mutant | None, pristine: str, tree: str, timeout: float, env: dict):
-    """Run the tests of `script` in a fresh copy of the tree at `tree`, with the mutant `m` applied (None: unmutated)."""
+    """Run the tests of `script` in a fresh copy of the tree at `tree`, with the mutant `m` applied (None:
+    unmutated)."""
     shutil.copytree(pristine, tree, ignore=shutil.ignore_patterns("__pycache__"))
     if m is not None:
         path = os.path.join(tree, m.script)
