@@ -661,12 +661,11 @@ class Run:
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
         total, line = (
             args.num_iterations * args.batch_size,
-            "step {n}/{total} ({percentage:3.0f}%) | {postfix} | {rate_fmt}",
+            "step {n}/{total} ({percentage:3.0f}%) | {desc} | {rate_fmt}",
         )
-        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout,
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout, smoothing=0,
                         mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10), unit=" steps",
-                        bar_format=line + " | {remaining} left")  # fmt: skip
-        self.bar.set_postfix_str("return (last 100 ep)      n/a")
+                        desc="return (last 100 ep)      n/a", bar_format=line + " | {remaining} left")  # fmt: skip
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
@@ -700,7 +699,7 @@ class Run:
         for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
             self.writer.add_scalar(tag, value, global_step)
         if self.recent_returns:
-            self.bar.set_postfix_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
+            self.bar.set_description_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
         self.bar.update(self.args.batch_size)
         every = self.args.checkpoint_every
         if self.args.save_model and (

@@ -1,13 +1,14 @@
 """PPO for continuous actions and vector observations (MuJoCo, Pendulum), on gymnasium 1.x.
 
-Read it top to bottom: arguments, environment, normalization, agent, rollout, GAE, losses, update,
-training loop. Each implementation detail carries a comment naming it after "The 37 Implementation
-Details of Proximal Policy Optimization" (Huang et al., 2022), e.g. `(core 5)` or `(continuous 6)`.
+Read top to bottom: Args, environment, agent, rollout, GAE, losses, update, training loop; then the run
+plumbing. Each detail is commented with its name in "The 37 Implementation Details of PPO" (Huang et al.
+2022), e.g. `(core 5)` or `(continuous 6)`; the README explains them.
 
     python ppo_continuous_action.py --env-id HalfCheetah-v5
     tensorboard --logdir runs
 """
 
+import contextlib
 import difflib
 import glob
 import math
@@ -19,8 +20,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
-# numpy's BLAS single-threaded, like torch (--torch-threads): the rollout policy's matrix products are
-# tiny, and an extra BLAS thread would spin on a core of its own (set before numpy is first imported)
+# numpy's BLAS on one thread, like torch: the rollout's matrix products are tiny (set before numpy loads)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import gymnasium as gym
@@ -28,238 +28,114 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 
 @dataclass
 class Args:
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment (part of the run directory's name)"""
-    seed: int = 1
-    """seed of the experiment: same seed, same numbers, run after run (on CPU)"""
-    torch_threads: int = 1
-    """torch CPU threads; the network is tiny, so more threads only add synchronisation"""
-    progress: bool = True
-    """show a progress line in the terminal"""
-    save_model: bool = True
-    """write a checkpoint (weights with the normalization statistics, optimizer, step, RNG states, args)
-    into the run directory at the end, every --checkpoint-every iterations and when interrupted"""
-    checkpoint_every: int = 100
-    """iterations between checkpoints (0: only at the end and when interrupted)"""
-    resume: str | None = None
-    """continue the run of this checkpoint (or run directory): same run directory, TensorBoard log,
-    learning-rate schedule, normalization statistics and RNG states; the environments start new episodes"""
-    eval_episodes: int = 0
-    """after training, play this many episodes with the trained policy and log eval/episodic_return"""
-    eval_deterministic: bool = False
-    """evaluate with the most likely action (the Gaussian's mean) instead of a sampled one"""
-    eval_checkpoint: str | None = None
-    """only evaluate this checkpoint (or run directory) for --eval-episodes episodes (10 if 0), then exit"""
-    capture_video: bool = False
-    """record MP4 videos of the first env's episodes (and of evaluation episodes) under videos/{run_name}/"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the experiment's name (in the run directory's)
+    seed: int = 1  # seed of the experiment: same seed, same numbers, run after run (on CPU)
+    torch_threads: int = 1  # torch CPU threads (the network is tiny: more threads only add synchronisation)
+    progress: bool = True  # show a progress bar
+    save_model: bool = True  # write a checkpoint at the end, every --checkpoint-every iterations and when stopped
+    checkpoint_every: int = 100  # iterations between checkpoints (0: only at the end and when stopped)
+    resume: str | None = None  # continue the run of this checkpoint (or run directory); its envs start anew
+    eval_episodes: int = 0  # after training, play this many episodes with the policy (eval/episodic_return)
+    eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
+    eval_checkpoint: str | None = None  # only evaluate this checkpoint (or run directory), then exit
+    capture_video: bool = False  # record videos of the first env's (and evaluation) episodes in videos/{run_name}/
 
     # Algorithm arguments
-    env_id: str = "InvertedDoublePendulum-v4"
-    """the id of a gymnasium environment with continuous (Box) actions and vector observations"""
-    total_timesteps: int = 1_000_000
-    """total environment steps of the experiment (over all envs)"""
-    learning_rate: float = 3e-4
-    """the learning rate of the optimizer (of the actor's, where --critic-learning-rate is given)"""
-    num_envs: int = 1
-    """the number of parallel environments"""
-    num_steps: int = 2048
-    """the number of steps each environment runs per rollout"""
-    anneal_lr: bool = True
-    """anneal the learning rate(s) linearly to 0 over training"""
-    gamma: float = 0.99
-    """the discount factor (also of the return whose running std scales the rewards)"""
-    gae_lambda: float = 0.95
-    """the lambda of generalized advantage estimation"""
-    num_minibatches: int = 32
-    """the number of minibatches each epoch splits the batch into"""
-    update_epochs: int = 10
-    """the number of passes over the batch per update"""
-    norm_adv: bool = True
-    """normalize advantages per minibatch"""
-    clip_coef: float = 0.2
-    """the surrogate clipping coefficient (also the value loss's, with --clip-vloss)"""
-    anneal_clip: bool = False
-    """anneal the clipping coefficient (of the surrogate and of the value loss) linearly to 0 over training,
-    by the same fraction as the learning rate (baselines' cliprange schedule); logged as charts/clip_coef"""
-    clip_vloss: bool = True
-    """clip the value loss around the rollout's values"""
-    loss_type: Literal["clip", "kl-penalty", "pg"] = "clip"
-    """the policy loss. clip: PPO's clipped surrogate. kl-penalty: PPO-Penalty (Schulman et al. 2017,
-    sec. 4), the unclipped surrogate -(ratio * advantage).mean() plus beta times the KL(old || new)
-    estimate ((ratio - 1) - log ratio).mean(), beta adapted after each update (see --kl-target). pg: the
-    unclipped importance-sampled surrogate -(ratio * advantage).mean(), no penalty; with --update-epochs 1
-    --num-minibatches 1 the one gradient step is at ratio 1 (up to float rounding), so it is the plain
-    (vanilla actor-critic) policy gradient; with more minibatches or epochs every later step is
-    importance-weighted by the unclipped ratio. The value loss and the entropy bonus are the same for all"""
-    kl_beta: float = 1.0
-    """the initial KL penalty coefficient beta of --loss-type kl-penalty (the paper's 1)"""
-    kl_target: float = 0.01
-    """the KL target of --loss-type kl-penalty: after each update, with d the mean KL estimate over its
-    last epoch (every sample once, each as its minibatch was evaluated; logged as losses/epoch_kl),
-    beta is halved if d < kl_target / 1.5 and doubled if d > kl_target * 1.5 (logged as losses/kl_beta)"""
-    ent_coef: float = 0.0
-    """the coefficient of the entropy bonus"""
-    vf_coef: float = 0.5
-    """the coefficient of the value loss"""
-    max_grad_norm: float = 0.5
-    """the maximum global norm of the gradients"""
-    target_kl: float | None = None
-    """stop the update epochs early once the approximate KL exceeds this (off by default); the epochs
-    done are logged as losses/update_epochs"""
-    bootstrap_truncation: bool = True
-    """bootstrap time-limit truncations from V(final observation); off treats them as deaths"""
+    env_id: str = "InvertedDoublePendulum-v4"  # the id of a gymnasium env with continuous actions, vector observations
+    total_timesteps: int = 1_000_000  # total environment steps of the experiment (over all envs)
+    learning_rate: float = 3e-4  # the learning rate of the optimizer (the actor's, with --critic-learning-rate)
+    num_envs: int = 1  # the number of parallel environments
+    num_steps: int = 2048  # the number of steps each environment runs per rollout
+    anneal_lr: bool = True  # anneal the learning rate(s) linearly to 0 over training
+    gamma: float = 0.99  # the discount factor (also of the return whose running std scales the rewards)
+    gae_lambda: float = 0.95  # the lambda of generalized advantage estimation
+    num_minibatches: int = 32  # the number of minibatches each epoch splits the batch into
+    update_epochs: int = 10  # the number of passes over the batch per update
+    norm_adv: bool = True  # normalize advantages per minibatch
+    clip_coef: float = 0.2  # the surrogate clipping coefficient (also the value loss's, with --clip-vloss)
+    anneal_clip: bool = False  # anneal the clipping coefficient linearly to 0, like the learning rate
+    clip_vloss: bool = True  # clip the value loss around the rollout's values
+    loss_type: Literal["clip", "kl-penalty", "pg"] = "clip"  # clipped surrogate, PPO-Penalty, or plain surrogate
+    kl_beta: float = 1.0  # the initial KL penalty coefficient of --loss-type kl-penalty
+    kl_target: float = 0.01  # kl-penalty: beta halves below kl_target / 1.5, doubles above kl_target * 1.5
+    ent_coef: float = 0.0  # the coefficient of the entropy bonus
+    vf_coef: float = 0.5  # the coefficient of the value loss
+    max_grad_norm: float = 0.5  # the maximum global norm of the gradients
+    target_kl: float | None = None  # stop the update epochs early once the approximate KL exceeds this
+    bootstrap_truncation: bool = True  # bootstrap time-limit truncations from V(final obs); off: as deaths
 
     # Options, each off by default
-    critic_learning_rate: float | None = None
-    """a learning rate of its own for the critic (annealed like the actor's); None: the same as the actor's"""
-    fixed_std: float | None = None
-    """a fixed standard deviation of the policy instead of a learned one; None: learned, starting at 1"""
-    tanh_mean: bool = False
-    """squash the policy's mean into [-1, 1] with a tanh (for envs whose actions range over [-1, 1])"""
+    critic_learning_rate: float | None = None  # a learning rate of the critic's own (annealed alike); None: the same
+    fixed_std: float | None = None  # a fixed standard deviation of the policy; None: learned, starting at 1
+    tanh_mean: bool = False  # squash the policy's mean into [-1, 1] with a tanh (for actions within [-1, 1])
 
     # filled in at runtime
-    batch_size: int = 0
-    """the batch size (num_envs * num_steps; computed at runtime)"""
-    minibatch_size: int = 0
-    """the minibatch size (batch_size // num_minibatches; computed at runtime)"""
-    num_iterations: int = 0
-    """the number of rollout-and-update iterations (total_timesteps // batch_size; computed at runtime)"""
+    batch_size: int = 0  # num_envs * num_steps (computed)
+    minibatch_size: int = 0  # batch_size // num_minibatches (computed)
+    num_iterations: int = 0  # total_timesteps // batch_size (computed)
 
 
-SCRIPT = os.path.basename(__file__)
+# the range of every number, checked before anything is written (NaN is in none)
+RANGES = {
+    "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
+                 "learning_rate", "critic_learning_rate", "fixed_std", "clip_coef", "max_grad_norm", "target_kl",
+                 "kl_beta", "kl_target"),
+    "in [0, 1]": ("gamma", "gae_lambda"),
+    "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"),
+}  # fmt: skip
+# the Args that steer a run without changing what it learns: a resume takes them from the command line
+RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
+               "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported as one line on stderr, exit code 2."""
-
-
-class NonFiniteError(Exception):
-    """A non-finite loss, gradient or parameter: the run stops, reported as one line, exit code 1."""
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM: the run stopped after writing a checkpoint; exit code 128 + the signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-
-
-def check_args(args: Args) -> None:
-    """Reject impossible settings and unsuitable environments before anything is written."""
-    rules = [  # (names, the test each value must pass, what it asks); NaN fails every test
-        (("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
-          "learning_rate", "critic_learning_rate", "fixed_std", "clip_coef", "max_grad_norm", "target_kl", "kl_beta",
-          "kl_target"), lambda x: x > 0, "positive"),
-        (("gamma", "gae_lambda"), lambda x: 0 <= x <= 1, "in [0, 1]"),
-        (("ent_coef", "vf_coef"), lambda x: x >= 0, "0 or positive"),
-    ]  # fmt: skip
-    for names, test, asked in rules:
-        for name in names:
-            if getattr(args, name) is not None and not test(getattr(args, name)):
-                raise UsageError(f"--{name.replace('_', '-')} must be {asked}, got {getattr(args, name)}")
-    for name, value in asdict(args).items():  # infinity (and NaN) anywhere
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"--{name.replace('_', '-')} must be finite, got {value}")
-    check_counts(args)
-    args.batch_size = args.num_envs * args.num_steps
-    if args.batch_size % args.num_minibatches:
-        raise UsageError(
-            f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps {args.num_steps}) "
-            f"does not split into --num-minibatches {args.num_minibatches}"
-        )
-    if args.total_timesteps < args.batch_size:
-        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
-    args.minibatch_size = args.batch_size // args.num_minibatches
-    args.num_iterations = args.total_timesteps // args.batch_size
-    if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
-        raise UsageError(
-            f"--num-minibatches {args.num_minibatches} leaves {args.minibatch_size} sample per minibatch, and "
-            f"advantage normalization needs at least 2: use fewer minibatches or --no-norm-adv"
-        )
-    check_env(args.env_id)
-
-
-def check_counts(args: Args) -> None:
-    for name in ("checkpoint_every", "eval_episodes"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 or positive, got {getattr(args, name)}")
-
-
-def check_env(env_id: str) -> None:
-    if env_id not in gym.registry:
-        import ale_py  # Atari ids are registered only on request; know them to give a better hint
-
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-        gym.register_envs(ale_py)
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise UsageError(f"unknown environment id {env_id!r}{hint}")
-    try:
-        env = gym.make(env_id)
-    except Exception as e:  # e.g. a missing optional dependency
-        raise UsageError(f"cannot create {env_id}: {e}") from None
+def check_env(args: Args) -> None:
+    """Refuse an env this script cannot learn, in one line."""
+    env = known_env(args.env_id)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
-    # observations first: an Atari game is best sent to ppo_atari.py, whatever its action space
+    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) in (2, 3):  # (first: Atari, whatever its actions)
+        raise UsageError(f"{args.env_id} has image observations {obs_space.shape}; use ppo_atari.py")
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) in (2, 3):
-            raise UsageError(f"{env_id} has image observations {obs_space.shape}; use ppo_atari.py")
-        raise UsageError(f"{env_id} has observations {obs_space}; {SCRIPT} handles flat vectors (Box of rank 1) only")
+        raise UsageError(f"{args.env_id} has observations {obs_space}; {SCRIPT} handles flat vectors only")
     if isinstance(act_space, gym.spaces.Discrete):
-        raise UsageError(f"{env_id} has discrete actions; use ppo.py")
+        raise UsageError(f"{args.env_id} has discrete actions; use ppo.py")
     if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
-        raise UsageError(f"{env_id} has {act_space} actions; {SCRIPT} handles continuous vectors (Box of rank 1) only")
+        raise UsageError(f"{args.env_id} has {act_space} actions; {SCRIPT} handles continuous vectors only")
 
 
 def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "rl-video") -> gym.Env:
-    """One environment; with a video folder, its episodes are recorded there as MP4 files (gymnasium's
-    RecordVideo: episodes 0, 1, 8, 27, ..., 1000, then every 1000th while training)."""
-    if video_folder:
-        # MuJoCo renders through OpenGL, and with no display (a server, CI) only an offscreen backend
-        # works: EGL (Mesa's software renderer or a GPU driver). Left unset, MuJoCo tries GLFW first and
-        # fails without a display; a backend the user chose (say MUJOCO_GL=glfw) is kept.
+    """One env; with a video folder, its episodes are recorded there (RecordVideo: 0, 1, 8, 27, ..., 1000, ...)."""
+    if video_folder:  # MuJoCo renders offscreen through EGL where there is no display (a MUJOCO_GL given is kept)
         os.environ.setdefault("MUJOCO_GL", "egl")
-    # The passive env checker (a wrapper that only inspects the first step) is left out.
+    # (the passive env checker is left out: on these cheap envs its extra layer costs 10% of the run)
     env = gym.make(env_id, disable_env_checker=True, render_mode="rgb_array" if video_folder else None)
     if video_folder:
         env = gym.wrappers.RecordVideo(env, video_folder, name_prefix=name_prefix, disable_logger=True)
-    return env
+    # (continuous 5) the env clips its copy of the action to the bounds; the rollout keeps the unclipped sample
+    env = gym.wrappers.ClipAction(env)
+    return gym.wrappers.RecordEpisodeStatistics(env)  # info["episode"] at each episode's end
 
 
 def make_envs(env_id: str, num_envs: int, video_folder: str | None = None, video_prefix: str = "rl-video"):
-    # (core 1) vectorized environments. SAME_STEP autoreset: when an episode ends, the step returns
-    # the next episode's first observation, with the true last one in infos["final_obs"]; so no
-    # transition of the batch is a bogus "autoreset step" (gymnasium 1.x's NEXT_STEP default).
-    # copy=False: each observation returned is normalized into a new array before the next step
-    # overwrites it. With a video folder, the first env's episodes are recorded.
-    # Observations and rewards are normalized by the script (see RunningMeanStd), not by gymnasium's
-    # wrappers: their vector versions need NEXT_STEP autoreset, and their statistics would not be
-    # part of the agent's state_dict.
-    envs = gym.vector.SyncVectorEnv(
+    # (core 1) vectorized envs. SAME_STEP autoreset: the step that ends an episode returns the next one's
+    # first observation (the last in infos["final_obs"]), so no bogus NEXT_STEP "autoreset step" is stored.
+    # copy=False: each observation is normalized into a new array before the next step overwrites it.
+    return gym.vector.SyncVectorEnv(
         [lambda i=i: make_env(env_id, video_folder if i == 0 else None, video_prefix) for i in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         copy=False,
     )
-    # episodic return and length (of the env's own, unscaled rewards), reported in infos["episode"]
-    # with the mask infos["_episode"]
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
 class RunningMeanStd(nn.Module):
-    """Running mean and variance of a stream of batches, merged batch by batch, starting from a
-    prior of mean 0 and variance 1 that weighs 1e-4 samples (as baselines' RunningMeanStd does).
-
-    The statistics are float64 buffers, so they belong to the agent's state_dict: saved and restored
-    with the weights, loadable with torch.load(weights_only=True). They are read and updated in
-    place through numpy views of the buffers (CPU tensors share their memory; load_state_dict
-    copies into the buffers, so the views stay valid), which costs a fraction of torch's per-call
-    overhead at one observation per step."""
+    """Running mean and variance of batches, from a prior of mean 0 and variance 1 weighing 1e-4 samples (as
+    baselines'). (continuous 6, 8) the script's, not gymnasium's wrappers (whose vector versions need NEXT_STEP
+    autoreset): float64 buffers of the agent, so in its checkpoint, read and updated through numpy views (speed)."""
 
     def __init__(self, shape: tuple = ()):
         super().__init__()
@@ -268,7 +144,7 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
         self.views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
 
-    def __setstate__(self, state):  # (copy.deepcopy, unpickling) views of the new buffers, not copies
+    def __setstate__(self, state):  # (copy.deepcopy, unpickling: views of the new buffers, not copies)
         super().__setstate__(state)
         self.views = (self.mean.numpy(), self.var.numpy(), self.count.numpy())
 
@@ -283,8 +159,7 @@ class RunningMeanStd(nn.Module):
         count[...] = total
 
     def normalize(self, x: np.ndarray, update: bool) -> np.ndarray:
-        """`x` minus the running mean, divided by the running standard deviation; `update=True`
-        merges `x` into the statistics first, `update=False` leaves them as they are (frozen)."""
+        """`x` standardized by the running statistics, merged into them first if `update` (else frozen)."""
         if update:
             self.update(x)
         mean, var, _ = self.views
@@ -296,9 +171,8 @@ class RunningMeanStd(nn.Module):
 
 
 class RewardScaler:
-    """(continuous 8) reward scaling: each reward is divided by the running standard deviation of the
-    discounted return, the return kept per env and restarted at every episode's end (its mean is not
-    subtracted: that would change the sign of rewards)."""
+    """(continuous 8) reward scaling: each reward divided by the running std of the discounted return, kept per
+    env and restarted at each episode's end (its mean is not subtracted: that would flip rewards' signs)."""
 
     def __init__(self, return_rms: RunningMeanStd, num_envs: int, gamma: float):
         self.return_rms, self.gamma = return_rms, gamma
@@ -309,11 +183,10 @@ class RewardScaler:
         self.return_rms.update(self.returns)
         scaled = self.return_rms.scale(rewards)
         self.returns[episode_ended] = 0.0
-        # (continuous 9) reward clipping to [-10, 10] after scaling
-        return np.minimum(np.maximum(scaled, -10.0), 10.0)
+        return np.minimum(np.maximum(scaled, -10.0), 10.0)  # (continuous 9) reward clipping after scaling
 
 
-def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Module:
     # (core 2) orthogonal initialization of weights, constant (zero) biases
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -321,16 +194,20 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 
 
 def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
-    """A flat parameter holding all of `params`, each of which becomes a view into it, and each
-    one's gradient a view into its gradient."""
+    """One flat parameter; each of `params` and its gradient become views into it and its gradient."""
     flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad = torch.zeros_like(flat)
-    offset = 0
+    flat.grad, offset = torch.zeros_like(flat), 0
     for p in params:
         p.data = flat.data[offset : offset + p.numel()].view_as(p)
         p.grad = flat.grad[offset : offset + p.numel()].view_as(p)
         offset += p.numel()
     return flat
+
+
+def mlp(in_dim: int, out_dim: int, out_std: float) -> nn.Sequential:
+    # (core 13) 64-64 tanh; (core 2) hidden layers gain sqrt(2), the head its own gain
+    hidden = [layer_init(nn.Linear(in_dim, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)), nn.Tanh()]
+    return nn.Sequential(*hidden, layer_init(nn.Linear(64, out_dim), std=out_std))
 
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -339,89 +216,60 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 class Agent(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, fixed_std: float | None = None, tanh_mean: bool = False):
         super().__init__()
-        # (core 13, continuous 4) separate actor and critic networks, 64-64 tanh
-        self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 1), std=1.0),  # (core 2) value head gain 1
-        )
-        # (continuous 1) Gaussian policy: the actor network outputs the mean of the actions
-        self.actor_mean = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, 64)),
-            nn.Tanh(),
-            layer_init(nn.Linear(64, action_dim), std=0.01),  # (core 2) policy head gain 0.01
-        )
-        if fixed_std is None:
-            # (continuous 2) state-independent log standard deviation: a learned parameter, initialised to 0
+        # (core 13) separate actor and critic networks; (core 2) value head gain 1, policy head gain 0.01;
+        # (continuous 1) a Gaussian policy: the actor outputs its mean; (continuous 4) separate MLPs, as above
+        self.critic, self.actor_mean = mlp(obs_dim, 1, 1.0), mlp(obs_dim, action_dim, 0.01)
+        if fixed_std is None:  # (continuous 2) a state-independent log std, a parameter starting at 0
             self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
-        else:
-            # (option) fixed standard deviation: a constant buffer, saved with the agent but not trained
+        else:  # (option) a fixed std: a buffer, saved with the agent but not trained
             self.register_buffer("actor_logstd", torch.full((1, action_dim), math.log(fixed_std)))
         self.tanh_mean = tanh_mean
-        # (continuous 6, 8) the normalization statistics are part of the agent: saved and loaded with it
-        self.obs_rms = RunningMeanStd((obs_dim,))
-        self.return_rms = RunningMeanStd(())
+        # (continuous 6, 8) the normalization statistics are the agent's: saved and loaded with it
+        self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
         self.flat_params = self.make_flat_params()
 
     def make_flat_params(self) -> list[nn.Parameter]:
-        # (speed) the actor's parameters become views into one flat tensor, the critic's into another,
-        # and so do their gradients: the optimizer and the gradient clipping handle two tensors
-        # instead of 13 (the same arithmetic at a fraction of the per-tensor overhead). Zero the
-        # gradients in place, zero_grad(set_to_none=False), so that they stay views.
-        return [
-            flatten_parameters([p for name, p in self.named_parameters() if not name.startswith("critic.")]),
-            flatten_parameters(list(self.critic.parameters())),
-        ]
+        # (speed) the actor's (with the log std) and the critic's parameters (and gradients) are views into one
+        # flat tensor each: Adam and the gradient clipping handle 2 tensors, not 13; the state_dict is unchanged
+        actor = [p for name, p in self.named_parameters() if not name.startswith("critic.")]
+        return [flatten_parameters(actor), flatten_parameters(list(self.critic.parameters()))]
 
-    def __setstate__(self, state):  # (copy.deepcopy, unpickling) the copied parameters are separate tensors
+    def __setstate__(self, state):  # (copy.deepcopy, unpickling: the copies are separate tensors)
         super().__setstate__(state)
         self.flat_params = self.make_flat_params()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        for flat in self.flat_params:  # (flat parameters) always in place, so that the gradients stay views
+        for flat in self.flat_params:  # always in place, so that the gradients stay views
             flat.grad.zero_()
 
     def check_views(self) -> None:
-        """Raise unless every parameter and its gradient are still views into the flat tensors that the
-        optimizer steps, and the statistics' numpy views still their buffers (`.to(dtype)` or
-        `load_state_dict(assign=True)` replace them with copies)."""
+        """Raise if a parameter is no longer a view into the flat tensors the optimizer steps."""
         storages = {t.untyped_storage().data_ptr() for flat in self.flat_params for t in (flat, flat.grad)}
         for name, p in self.named_parameters():
             if p.grad is None or not {p.untyped_storage().data_ptr(), p.grad.untyped_storage().data_ptr()} <= storages:
                 raise RuntimeError(f"{name} is no longer a view into the flat parameters: the optimizer would not "
                                    "train it (after .to(dtype) or load_state_dict(assign=True)?)")  # fmt: skip
-        for rms in (self.obs_rms, self.return_rms):
+        for rms in (self.obs_rms, self.return_rms):  # (and if a statistic's numpy view is no longer its buffer)
             if any(view.ctypes.data != t.data_ptr() for view, t in zip(rms.views, (rms.mean, rms.var, rms.count))):
                 raise RuntimeError("the normalization statistics are no longer the agent's buffers")
 
     def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
-        """Normalized observations, as the networks take them. `update=True` while training (the
-        statistics take in `obs` first); `update=False` to evaluate with frozen statistics."""
-        # (continuous 6) observation normalization with the running mean and variance
-        normalized = self.obs_rms.normalize(obs, update)
-        # (continuous 7) observation clipping to [-10, 10] after normalization
-        return np.minimum(np.maximum(normalized, -10.0), 10.0).astype(np.float32)
+        """Observations as the networks take them; `update`: while training, else with frozen statistics."""
+        normalized = self.obs_rms.normalize(obs, update)  # (continuous 6) observation normalization
+        return np.minimum(np.maximum(normalized, -10.0), 10.0).astype(np.float32)  # (continuous 7) and clipping
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         mean = self.actor_mean(obs)
-        if self.tanh_mean:
-            mean = torch.tanh(mean)  # (option) tanh on the mean, for action ranges of [-1, 1]
-        return mean
+        return torch.tanh(mean) if self.tanh_mean else mean  # (option) tanh on the mean
 
     def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probability of the given actions, entropy of the policy, and value: (logprob, entropy, value)."""
+        """(log-probability of `action`, entropy, value); the diagonal Gaussian written out."""
         mean, logstd = self.action_mean(obs), self.actor_logstd
-        # the diagonal Gaussian written out (no torch.distributions object, fewer tensor operations):
-        # per dimension, log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi)
-        # and the entropy is 1/2 + log sigma + log sqrt(2 pi); (continuous 3) the dimensions are
-        # independent, so both are sums over them
+        # per dimension log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi), entropy
+        # 1/2 + log sigma + log sqrt(2 pi); (continuous 3) the dimensions are independent: both are sums
         action_dim = mean.shape[-1]
         log_normalizer = logstd.sum() + LOG_SQRT_2PI * action_dim
         logprob = -0.5 * ((action - mean) * torch.exp(-logstd)).square().sum(-1) - log_normalizer
@@ -429,36 +277,38 @@ class Agent(nn.Module):
         return logprob, entropy, self.get_value(obs)
 
     def action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """The trained policy's action, for evaluation (of normalized observations, unclipped): the
-        Gaussian's mean, or a sample of it (drawn with torch's RNG)."""
+        """The trained policy's action (evaluation): the most likely one (the mean), or a sample (torch's RNG)."""
         mean = self.action_mean(obs)
         return mean if deterministic else mean + self.actor_logstd.exp() * torch.randn_like(mean)
 
+    def play(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """The action for one env's observation, as the env takes it (evaluation: the statistics frozen)."""
+        with torch.no_grad():
+            return self.action(torch.from_numpy(self.normalize_obs(obs[None], update=False)), deterministic)[0].numpy()
+
+
+def make_agent(args: Args, obs_space: gym.Space, action_space: gym.Space) -> Agent:
+    return Agent(obs_space.shape[0], action_space.shape[0], args.fixed_std, args.tanh_mean)
+
 
 class RolloutPolicy:
-    """The agent's actor and critic evaluated with numpy, for the rollout's one-observation-per-env calls.
-
-    Per step the networks are tiny (a dozen observations through 64-64 units), and a torch call costs
-    several times the arithmetic in dispatch overhead; numpy does the same sums in a fraction of the
-    time. The weights (and the log-std) are numpy *views* of the torch tensors (CPU tensors share
-    their memory), so every optimizer step is seen here at once, with nothing copied. Sampling uses
-    a numpy generator of its own, seeded."""
+    """(speed) The actor and critic in numpy, for the rollout's calls of one observation per env: at this
+    size a torch call costs ~5x its arithmetic in overhead. The weights are numpy views of the parameters
+    (CPU tensors share memory), so every optimizer step shows here at once; sampling has its own RNG."""
 
     def __init__(self, agent: Agent, seed: int):
-        def layers(net):  # (weight transposed, bias) of each linear layer, as numpy views
-            return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
+        def layers(net):
+            return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
 
         self.actor, self.critic = layers(agent.actor_mean), layers(agent.critic)
-        self.logstd = agent.actor_logstd.detach().numpy()
-        self.tanh_mean = agent.tanh_mean
+        self.logstd, self.tanh_mean = agent.actor_logstd.detach().numpy(), agent.tanh_mean
         self.rng = np.random.default_rng(seed)
 
     @staticmethod
     def forward(layers, x: np.ndarray) -> np.ndarray:
         for i, (weight, bias) in enumerate(layers):
-            x = x @ weight + bias
-            if i < len(layers) - 1:
-                x = np.tanh(x)
+            x = x @ weight.T + bias
+            x = np.tanh(x) if i < len(layers) - 1 else x
         return x
 
     def value(self, obs: np.ndarray) -> np.ndarray:
@@ -474,93 +324,55 @@ class RolloutPolicy:
         noise = self.rng.standard_normal(mean.shape, dtype=np.float32)
         action = mean + np.exp(self.logstd) * noise
         # (continuous 3) log-probability summed over the independent dimensions; (a - mu) / sigma is the noise
-        logprob = -0.5 * (noise * noise).sum(1) - (self.logstd.sum() + LOG_SQRT_2PI * mean.shape[1])
-        return action, logprob
+        return action, -0.5 * (noise * noise).sum(1) - (self.logstd.sum() + LOG_SQRT_2PI * mean.shape[1])
 
 
 class RolloutBuffer:
     """One rollout: `num_steps` transitions of `num_envs` environments, each array indexed [step, env]."""
 
     def __init__(self, num_steps: int, num_envs: int, obs_shape: tuple, action_shape: tuple):
-        def zeros(*shape):
-            return np.zeros((num_steps, num_envs) + shape, dtype=np.float32)
+        def zeros(*shape, dtype=np.float32):
+            return np.zeros((num_steps, num_envs) + shape, dtype=dtype)
 
-        self.obs = zeros(*obs_shape)  # normalized observations, as the networks saw them
-        self.actions = zeros(*action_shape)  # the sampled actions, before clipping
-        self.logprobs = zeros()
-        self.values = zeros()
-        self.rewards = zeros()  # scaled and clipped rewards
-        self.terminations = zeros()  # 1.0 where the episode ended by reaching a terminal state
-        self.truncations = zeros()  # 1.0 where a time limit cut the episode (and it did not terminate)
-        self.truncation_values = zeros()  # V(normalized true final observation) where truncated, else 0
+        self.obs = zeros(*obs_shape)  # normalized, as the networks saw them
+        self.actions = zeros(*action_shape)  # (continuous 5) the samples, unclipped
+        self.logprobs, self.values, self.rewards = zeros(), zeros(), zeros()
+        self.terminations = zeros()  # 1.0 where the episode reached a terminal state
+        self.truncations = zeros()  # 1.0 where a time limit cut it (and it did not terminate)
+        self.truncation_values = zeros()  # V(true final observation) where truncated, else 0
 
 
-def collect_rollout(
-    policy: RolloutPolicy,
-    agent: Agent,
-    envs: gym.vector.VectorEnv,
-    next_obs: np.ndarray,
-    buf: RolloutBuffer,
-    reward_scaler: RewardScaler,
-):
-    """Fill `buf` with one rollout starting from `next_obs` (normalized), updating the agent's
-    normalization statistics as it goes.
-
-    Returns the (normalized) observation to continue from and the episodes that ended, as (step
-    index, env index, return, length) tuples, the returns in the env's own reward units."""
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+def collect_rollout(policy: RolloutPolicy, agent: Agent, envs: gym.vector.VectorEnv, next_obs: np.ndarray,
+                    buf: RolloutBuffer, reward_scaler: RewardScaler):  # fmt: skip
+    """Fill `buf` from `next_obs`; returns the observation to go on from and the episodes that ended, as
+    (step, env, return, length)."""
     episodes = []
     for step in range(buf.obs.shape[0]):
         action, logprob = policy.act(next_obs)
-        buf.obs[step] = next_obs
-        # (continuous 5) the unclipped sample is stored (its log-probability is the one computed) ...
-        buf.actions[step] = action
-        buf.logprobs[step] = logprob
-
-        # ... and only the copy sent to the env is clipped to the action bounds
-        raw_obs, reward, terminated, truncated, infos = envs.step(np.minimum(np.maximum(action, low), high))
+        buf.obs[step], buf.actions[step], buf.logprobs[step] = next_obs, action, logprob
+        next_obs, reward, terminated, truncated, infos = envs.step(action)  # (continuous 5) the env clips its copy
         truncated = truncated & ~terminated  # an episode that both terminates and truncates is over
-        next_obs = agent.normalize_obs(raw_obs, update=True)
-        buf.rewards[step] = reward_scaler(reward, terminated | truncated)
-        buf.terminations[step] = terminated
-        buf.truncations[step] = truncated
+        next_obs, reward = agent.normalize_obs(next_obs, update=True), reward_scaler(reward, terminated | truncated)
+        buf.rewards[step], buf.terminations[step], buf.truncations[step] = reward, terminated, truncated
         buf.truncation_values[step] = 0.0
-        if truncated.any():
-            # (gymnasium 1.x) a truncated episode was cut, not ended: keep the value of its true last
-            # observation for bootstrapping, normalized by the same statistics as the others (and
-            # not added to them); `next_obs` already holds the next episode's first one.
-            final_obs = agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)
+        if truncated.any():  # (gymnasium 1.x) cut, not ended: bootstrap from its true last observation
+            final_obs = agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)  # (not merged)
             buf.truncation_values[step, truncated] = policy.value(final_obs)
-        if "_episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                episodes.append((step, int(i), float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])))
-    # the values of all the rollout's observations in one batched call (the weights do not change
-    # during a rollout, and no action depends on a value): one call instead of one per step
+        episodes += ended_episodes(infos, step)
+    # all the rollout's values in one call (the weights do not change during a rollout)
     buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:])).reshape(buf.values.shape)
     return next_obs, episodes
 
 
-def compute_gae(
-    rewards: np.ndarray,
-    values: np.ndarray,
-    next_value: np.ndarray,
-    terminations: np.ndarray,
-    truncations: np.ndarray,
-    truncation_values: np.ndarray,
-    gamma: float,
-    gae_lambda: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(core 5) Generalized Advantage Estimation over a rollout; returns (advantages, returns).
-
-    All inputs but `next_value` are [step, env]; `next_value` is V of the observation after the last
-    step. At a termination nothing is bootstrapped; at a truncation the value of the true final
-    observation is; either way the advantage recursion stops at the episode's end."""
+def compute_gae(rewards: np.ndarray, values: np.ndarray, next_value: np.ndarray, terminations: np.ndarray,
+                truncations: np.ndarray, truncation_values: np.ndarray, gamma: float, gae_lambda: float):  # fmt: skip
+    """(core 5) Generalized Advantage Estimation: (advantages, returns). Arrays are [step, env], `next_value`
+    is V(observation after the last step). A termination bootstraps nothing, a truncation V(final obs)."""
     next_values = np.concatenate([values[1:], next_value[None]])
     next_values = np.where(truncations > 0, truncation_values, next_values)
     deltas = rewards + gamma * next_values * (1.0 - terminations) - values
     continues = 1.0 - np.maximum(terminations, truncations)
-    advantages = np.zeros_like(rewards)
-    last_advantage = np.zeros_like(next_value)
+    advantages, last_advantage = np.zeros_like(rewards), np.zeros_like(next_value)
     for t in reversed(range(len(rewards))):
         last_advantage = deltas[t] + gamma * gae_lambda * continues[t] * last_advantage
         advantages[t] = last_advantage
@@ -569,9 +381,8 @@ def compute_gae(
 
 def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
     # (core 8) clipped surrogate objective: the pessimistic (max of the negated) of the two surrogates
-    unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef)
-    return torch.max(unclipped, clipped).mean()
+    return torch.max(-advantages * ratio, clipped).mean()
 
 
 def surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
@@ -580,24 +391,17 @@ def surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor) -> torch.Tenso
 
 
 def kl_penalty_loss(advantages: torch.Tensor, ratio: torch.Tensor, logratio: torch.Tensor, beta: float) -> torch.Tensor:
-    # (--loss-type kl-penalty) PPO-Penalty (Schulman et al. 2017, sec. 4): the unclipped surrogate plus
-    # beta times an estimate of KL(old || new), per sample (ratio - 1) - log ratio (as approx_kl's)
+    # (--loss-type kl-penalty) PPO-Penalty (Schulman et al. 2017, sec. 4): the surrogate + beta * KL(old||new)
     return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()
 
 
 def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
-    """PPO-Penalty's adaptive coefficient (Schulman et al. 2017, sec. 4): the next update's beta, given the
-    KL `kl` that this update reached: halved below target / 1.5, doubled above target * 1.5."""
-    if kl < target / 1.5:
-        return beta / 2
-    if kl > target * 1.5:
-        return beta * 2
-    return beta
+    """PPO-Penalty's next beta: halved if this update's KL was below target / 1.5, doubled above target * 1.5."""
+    return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta
 
 
-def value_loss(
-    new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float, clip: bool
-) -> torch.Tensor:
+def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
+               clip: bool) -> torch.Tensor:  # fmt: skip
     if not clip:
         return 0.5 * ((new_values - returns) ** 2).mean()
     # (core 9) value loss clipping: the value may move at most clip_coef from the rollout's value
@@ -606,10 +410,8 @@ def value_loss(
 
 
 def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """(core 11) global gradient clipping: all gradients scaled by one factor, so that their joint L2
-    norm is at most `max_norm`; returns the norm before clipping. The arithmetic of
-    nn.utils.clip_grad_norm_ in a handful of tensor calls (its general version costs ~3x as long, a
-    noticeable share of one of these small gradient steps)."""
+    """(core 11) global gradient clipping, nn.utils.clip_grad_norm_'s arithmetic in 3 tensor calls (speed:
+    its general version takes ~3x as long); returns the norm before clipping."""
     grad_norm = torch.cat([p.grad.view(-1) for p in params]).norm()
     scale = (max_norm / (grad_norm + 1e-6)).clamp(max=1.0)
     for p in params:
@@ -617,33 +419,37 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     return grad_norm
 
 
+def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
+    actor, critic = agent.flat_params
+    groups = [{"params": [actor, critic], "lr": args.learning_rate}]
+    if args.critic_learning_rate is not None:  # (option) a group per network, each annealed from its own rate
+        groups = [{"params": [actor], "lr": args.learning_rate}, {"params": [critic], "lr": args.critic_learning_rate}]
+    for group in groups:
+        group["initial_lr"] = group["lr"]  # what annealing scales down
+    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
+    return torch.optim.Adam(groups, lr=args.learning_rate, eps=1e-5, fused=True)
+
+
 def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args,
                clip_coef: float | None = None, kl_beta: float | None = None) -> dict[str, float]:  # fmt: skip
-    """Several epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`
-    and `kl_beta` are this update's (annealed, adapted) coefficients; None: args.clip_coef, args.kl_beta.
-
-    The update is most of an iteration's time (hundreds of small gradient steps), so work that
-    need not be per minibatch is done per epoch or once: the shuffle, the advantage normalization
-    (of all minibatches at once) and the debug metrics (from the kept log-ratios)."""
+    """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`, `kl_beta`:
+    this update's (annealed, adapted) ones, else args'. (speed) Shuffles, advantage normalization and
+    metrics are done per epoch or once, not per minibatch."""
     agent.check_views()  # (flat parameters) what the optimizer steps is the agent
     clip_coef = args.clip_coef if clip_coef is None else clip_coef
     kl_beta = args.kl_beta if kl_beta is None else kl_beta
-    # the rollout as one batch of num_steps * num_envs transitions (torch views of the numpy arrays)
-    batch = [
+    batch = [  # the rollout as one batch of num_steps * num_envs transitions (views of the numpy arrays)
         torch.from_numpy(array.reshape((args.batch_size,) + array.shape[2:]))
         for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
     ]
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     logratios = []
     for epoch in range(args.update_epochs):
-        # (core 6) shuffle the batch every epoch, then split it into minibatches: each tensor becomes
-        # [num_minibatches, minibatch_size, ...], and row i of each is minibatch i
+        # (core 6) shuffle the batch every epoch; row i of each [num_minibatches, minibatch_size] tensor is minibatch i
         permutation = torch.randperm(args.batch_size)
         mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
             x[permutation].view((args.num_minibatches, args.minibatch_size) + x.shape[1:]) for x in batch
         )
-        if args.norm_adv:
-            # (core 7) advantage normalization, per minibatch (all minibatches at once)
+        if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once)
             mb_advantages = (mb_advantages - mb_advantages.mean(1, keepdim=True)) / (
                 mb_advantages.std(1, keepdim=True) + 1e-8
             )
@@ -652,7 +458,6 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             logratio = newlogprob - mb_logprobs[i]
             ratio = logratio.exp()
             logratios.append(logratio.detach())  # for the debug metrics
-
             if args.loss_type == "clip":
                 pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)
             elif args.loss_type == "kl-penalty":  # (option) PPO-Penalty
@@ -663,31 +468,24 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             entropy_loss = entropy.mean()
             # (core 10) overall loss: policy loss - entropy bonus + value loss
             loss = pg_loss + v_loss * args.vf_coef
-            if args.ent_coef != 0:  # (the default 0 adds nothing to the gradient, so it is skipped)
+            if args.ent_coef != 0:  # (the default 0 adds nothing to the gradient: skipped)
                 loss = loss - args.ent_coef * entropy_loss
-
-            optimizer.zero_grad(set_to_none=False)  # in place: the parameters' gradients are views (see Agent)
+            optimizer.zero_grad(set_to_none=False)  # in place: the gradients are views (flat parameters)
             loss.backward()
-            # (core 11) global gradient clipping
-            grad_norm = clip_grad_norm(params, args.max_grad_norm)
-            # (numerical fault) stop before the optimizer step: the parameters stay the last finite ones
-            # (checked on Python floats: a fraction of the per-minibatch cost of torch.isfinite calls)
+            grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)  # (core 11)
+            # (numerical fault) stop before the step, the parameters the last finite ones (Python floats: cheap)
             if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
                 raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
-
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
         old_approx_kl = (-logratios[-1]).mean()
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
-
-    if not all(torch.isfinite(p).all() for p in params):  # (the flat parameters: all of the agent's)
+    if not all(torch.isfinite(flat).all() for flat in agent.flat_params):
         raise NonFiniteError("non-finite parameters after the update")
-
-    # (core 12) clip fraction: the share of all minibatch samples whose ratio left the clip range
+    # (core 12) clip fraction over all samples, and explained variance of the returns by the values
     clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()
-    # (core 12) explained variance: how much of the returns' variance the value function explains
     y_pred, y_true = buf.values.ravel(), returns.ravel()
     var_y = np.var(y_true)
     metrics = {
@@ -698,106 +496,170 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         "losses/approx_kl": approx_kl.item(),
         "losses/clipfrac": clipfrac.item(),
         "losses/explained_variance": np.nan if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
-        "losses/update_epochs": epoch + 1,  # (fewer than --update-epochs where --target-kl stopped them early)
+        "losses/update_epochs": epoch + 1,  # (fewer than --update-epochs where --target-kl stopped them)
     }
-    if args.loss_type == "kl-penalty":
-        # (PPO-Penalty) the beta of this update, and d, the mean KL estimate over its last epoch: every
-        # sample once, each as its minibatch was evaluated (before that minibatch's step)
+    if args.loss_type == "kl-penalty":  # beta, and d: the mean KL over the last epoch (each sample once)
         last_epoch = torch.cat(logratios[-args.num_minibatches :])
         metrics["losses/kl_beta"] = kl_beta
         metrics["losses/epoch_kl"] = (last_epoch.exp() - 1 - last_epoch).mean().item()
     return metrics
 
 
-class Progress:
-    """One line telling a person where the run is; redrawn in place on a terminal, else printed a
-    few times over the run."""
+def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
+    """Train as `args` says (call check_args first), or go on with `resume_from` (a load_checkpoint result);
+    returns the run directory."""
+    run = Run(args, resume_from)
+    envs = make_envs(args.env_id, args.num_envs, run.video_folder, run.video_prefix)
+    agent = make_agent(args, envs.single_observation_space, envs.single_action_space)
+    policy = RolloutPolicy(agent, args.seed)
+    reward_scaler = RewardScaler(agent.return_rms, args.num_envs, args.gamma)
+    optimizer = make_optimizer(agent, args)
+    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
+    buf = RolloutBuffer(args.num_steps, args.num_envs, obs_shape, action_shape)
+    global_step, done_iterations, kl_beta = run.global_step, run.done_iterations, args.kl_beta
+    if run.checkpoint is not None:  # (resume) copied in place: the policy's numpy views stay valid
+        agent.load_state_dict(run.checkpoint["agent"])
+        optimizer.load_state_dict(run.checkpoint["optimizer"])
+        set_rng_states(run.checkpoint["rng"], policy.rng)
+        kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)  # (kl-penalty) beta, adapted after each update
+    next_obs, _ = envs.reset(seed=args.seed + done_iterations)  # (a resumed run starts new episodes)
+    next_obs = agent.normalize_obs(next_obs, update=True)  # (and its reward scaler's returns start at 0)
+    try:
+        for iteration in range(done_iterations + 1, args.num_iterations + 1):
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations  # the share of the run still to go
+            if args.anneal_lr:  # (core 4) learning rate(s) annealed linearly to 0
+                for group in optimizer.param_groups:
+                    group["lr"] = frac * group["initial_lr"]
+            clip_coef = frac * args.clip_coef if args.anneal_clip else args.clip_coef  # (option) annealed alike
 
-    def __init__(self, total_steps: int, enabled: bool):
-        self.total, self.enabled = total_steps, enabled
-        self.tty = sys.stdout.isatty()
-        self.start = self.last = time.time()
-        self.next_fraction = 0.1
+            next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
+            run.log_episodes(episodes, global_step)
+            global_step += args.batch_size
+            next_value = policy.value(next_obs)
+            # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+            terminations = np.maximum(buf.terminations, buf.truncations * (not args.bootstrap_truncation))
+            advantages, returns = compute_gae(buf.rewards, buf.values, next_value, terminations, buf.truncations,
+                                              buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
+            with run.update(iteration, global_step):
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta)
+            if args.loss_type == "kl-penalty":  # (PPO-Penalty) beta adapted to this update's KL
+                kl_beta = adapt_kl_beta(kl_beta, metrics["losses/epoch_kl"], args.kl_target)
 
-    def update(self, step: int, recent_return: float | None, sps: float, final: bool = False):
-        if not self.enabled:
-            return
-        now, fraction = time.time(), step / self.total
-        if self.tty and not final and now - self.last < 0.5:
-            return
-        if not self.tty and not final and not self.next_fraction <= fraction < 1:
-            return
-        self.last = now
-        self.next_fraction = (int(fraction * 10) + 1) / 10
-        ret = "   n/a" if recent_return is None else f"{recent_return:8.2f}"
-        eta = (self.total - step) / max(sps, 1e-9)
-        line = (
-            f"step {step:>{len(str(self.total))}}/{self.total} ({fraction:4.0%}) | "
-            f"return (last 100 ep) {ret} | {sps:6.0f} steps/s | "
-            f"{'elapsed' if final else 'left'} {time.strftime('%H:%M:%S', time.gmtime(now - self.start if final else eta))}"
+            metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
+            if args.critic_learning_rate is not None:
+                metrics["charts/critic_learning_rate"] = optimizer.param_groups[1]["lr"]
+            if args.anneal_clip:
+                metrics["charts/clip_coef"] = clip_coef
+            run.end_iteration(
+                metrics,
+                iteration,
+                global_step,
+                lambda: save_checkpoint(
+                    run.checkpoint_path, agent, optimizer, args, global_step, iteration, policy.rng, kl_beta=kl_beta
+                ),
+            )
+    finally:
+        envs.close()
+        run.close()
+    if args.eval_episodes:
+        run.log_evaluation(
+            evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, run.video_folder)
         )
-        print(("\r" + line + ("\n" if final else "")) if self.tty else line, end="" if self.tty else "\n", flush=True)
+    return run.dir
 
 
-def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
-    actor_params, critic_params = agent.flat_params  # (the mean network and log-std; the critic)
-    if args.critic_learning_rate is None:
-        param_groups = [{"params": [actor_params, critic_params], "lr": args.learning_rate}]
-    else:
-        # (option) separate learning rates: one group for the actor, one for the critic; both are annealed
-        param_groups = [
-            {"params": [actor_params], "lr": args.learning_rate},
-            {"params": [critic_params], "lr": args.critic_learning_rate},
-        ]
-    for group in param_groups:
-        group["initial_lr"] = group["lr"]  # what annealing scales down
-    # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
-    return torch.optim.Adam(param_groups, lr=args.learning_rate, eps=1e-5, fused=True)
+# ---------------------------------------------------------------------------------------------------------------------
+# Run plumbing, the same in the three scripts: errors, checks, checkpoints, resume, evaluation, the run, main
+# ---------------------------------------------------------------------------------------------------------------------
+SCRIPT = os.path.basename(__file__)
+EVAL_SEEDS = 1_000_000_000  # evaluation episode i resets with seed EVAL_SEEDS + seed + i, apart from training's
 
 
-# ---------------------------------------------------------------------------------------------------
-# Keeping what was trained: checkpoints, resume, evaluation, interruption
-# ---------------------------------------------------------------------------------------------------
+class UsageError(Exception):  # bad input: one line on stderr, exit code 2, nothing written
+    code = 2
 
-# the Args that steer a run without changing what it learns: a resumed run takes these from the command
-# line, and all the others from its checkpoint
-RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
-               "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+
+class NonFiniteError(Exception):  # a non-finite loss, gradient or parameter: one line, exit code 1
+    code = 1
+
+
+class Interrupted(Exception):  # SIGINT or SIGTERM: stopped after the checkpoint, exit code 128 + the signal
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.code = 128 + signum
+
+
+def check_numbers(args: Args) -> None:
+    tests = {"positive": lambda x: x > 0, "in [0, 1]": lambda x: 0 <= x <= 1, "0 or positive": lambda x: x >= 0}
+    for asked, names in RANGES.items():
+        for name in names:
+            if getattr(args, name) is not None and not tests[asked](getattr(args, name)):
+                raise UsageError(f"--{name.replace('_', '-')} must be {asked}, got {getattr(args, name)}")
+    for name, value in asdict(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be finite, got {value}")
+
+
+def check_args(args: Args) -> None:
+    """Refuse impossible settings and unsuitable envs before anything is written; fill in the sizes."""
+    check_numbers(args)
+    args.batch_size = args.num_envs * args.num_steps
+    args.minibatch_size, args.num_iterations = (
+        args.batch_size // args.num_minibatches,
+        args.total_timesteps // args.batch_size,
+    )
+    if args.batch_size % args.num_minibatches:
+        raise UsageError(f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps "
+                         f"{args.num_steps}) does not split into --num-minibatches {args.num_minibatches}")  # fmt: skip
+    if args.total_timesteps < args.batch_size:
+        raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
+    if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
+        raise UsageError(f"--num-minibatches {args.num_minibatches} leaves {args.minibatch_size} sample per "
+                         "minibatch, and advantage normalization needs at least 2: use fewer minibatches or "
+                         "--no-norm-adv")  # fmt: skip
+    check_env(args)
+
+
+def known_env(env_id: str) -> gym.Env:
+    """The env of a registered id (Atari ids are registered on request), else a UsageError."""
+    if env_id not in gym.registry:
+        import ale_py
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+        gym.register_envs(ale_py)
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+        raise UsageError(
+            f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" if close else "")
+        )
+    try:
+        return gym.make(env_id, disable_env_checker=True)
+    except Exception as e:  # e.g. a missing optional dependency
+        raise UsageError(f"cannot create {env_id}: {e}") from None
 
 
 def new_run_dir(args: Args) -> str:
-    """Create runs/{env_id}__{exp_name}__{seed}__{unix_time}; an existing directory is never reused
-    (the time stamp moves on to the next free second)."""
+    """Create runs/{env_id}__{exp_name}__{seed}__{unix_time}, never an existing one (the stamp moves on)."""
     stamp = int(time.time())
     while True:
-        run_dir = os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}")
         try:
-            os.makedirs(run_dir)
+            os.makedirs(run_dir := os.path.join("runs", f"{args.env_id}__{args.exp_name}__{args.seed}__{stamp}"))
             return run_dir
         except FileExistsError:
             stamp += 1
 
 
-def save_checkpoint(path: str, agent: Agent, optimizer, policy: RolloutPolicy, args: Args, global_step: int,
-                    iteration: int, kl_beta: float | None = None) -> None:  # fmt: skip
-    """Everything a run needs to go on, in one file, written atomically: to a temporary file first, then
-    renamed over the old checkpoint, so that a crash mid-write never leaves a corrupt one."""
-    np_state = np.random.get_state()
-    state = {
-        # the weights, and the normalization statistics (obs_rms, return_rms: buffers of the agent)
-        "agent": agent.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "global_step": global_step,
-        "iteration": iteration,  # the iterations done, so that the learning-rate schedule goes on from there
-        "kl_beta": args.kl_beta if kl_beta is None else kl_beta,  # (--loss-type kl-penalty) the adapted beta
-        "args": asdict(args),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
-            "torch": torch.get_rng_state(),
-            "policy": policy.rng.bit_generator.state,
-        },
-    }
+def save_checkpoint(path: str, agent: Agent, optimizer, args: Args, global_step: int, iteration: int,
+                    policy_rng: np.random.Generator | None = None, **extra) -> None:  # fmt: skip
+    """All a run needs to go on, in one file, written atomically (a temporary file renamed over the old one)."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    if policy_rng is not None:
+        rng["policy"] = policy_rng.bit_generator.state
+    state = {"agent": {name: tensor.cpu() for name, tensor in agent.state_dict().items()},  # loadable without a GPU
+             "optimizer": optimizer.state_dict(), "global_step": global_step, "iteration": iteration,
+             "args": asdict(args), "rng": rng, **extra}  # fmt: skip
     with open(path + ".tmp", "wb") as f:
         torch.save(state, f)
         f.flush()
@@ -805,18 +667,22 @@ def save_checkpoint(path: str, agent: Agent, optimizer, policy: RolloutPolicy, a
     os.replace(path + ".tmp", path)
 
 
+def set_rng_states(rng: dict, policy_rng: np.random.Generator | None = None) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_initialized():  # (else seeded: resumed on a CPU)
+        torch.cuda.set_rng_state(rng["cuda"])
+    if policy_rng is not None:
+        policy_rng.bit_generator.state = rng["policy"]
+
+
 def load_checkpoint(path: str) -> tuple[str, dict]:
-    """The checkpoint at `path` (a file, or a run directory holding one): (its file path, its contents).
-    A missing, truncated or foreign file is a UsageError, not a traceback."""
-    if os.path.isdir(path):
-        found = glob.glob(os.path.join(path, "*.cleanrl_model"))
-        if len(found) != 1:
-            raise UsageError(f"{path} holds {len(found)} checkpoints (*.cleanrl_model), not one; name the file")
-        path = found[0]
-    if not os.path.isfile(path):
+    """(file path, contents) of the checkpoint at `path` (a file or a run directory); a UsageError if unreadable."""
+    found = glob.glob(os.path.join(path, "*.cleanrl_model")) if os.path.isdir(path) else [path]
+    if len(found) != 1:
+        raise UsageError(f"{path} holds {len(found)} checkpoints (*.cleanrl_model), not one; name the file")
+    if not os.path.isfile(path := found[0]):
         raise UsageError(f"no checkpoint at {path}")
-    try:
-        # weights_only: tensors, numbers, strings and containers only, so loading runs no pickled code
+    try:  # weights_only: loading runs no pickled code
         state = torch.load(path, map_location="cpu", weights_only=True)
         state["agent"], state["args"]["env_id"], state["global_step"]  # the keys every checkpoint has
     except Exception as e:
@@ -825,221 +691,153 @@ def load_checkpoint(path: str) -> tuple[str, dict]:
 
 
 def given_flags(argv: list[str]) -> set[str]:
-    """The Args fields that a command line names (--name, --name=value, --no-name), whatever their values."""
+    """The Args fields a command line names (--name, --name=value, --no-name), whatever their values."""
     names = {f.name for f in fields(Args)}
     given = {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
     return {name[3:] if name.startswith("no_") and name not in names else name for name in given} & names
 
 
 def resumed_args(args: Args, saved: dict, given: set[str] | None = None) -> Args:
-    """The Args of a resumed run: the checkpoint's, except the run-control flags, taken from `args`. A flag
-    given (`given`: the fields named on the command line; None: those that differ from the defaults) that
-    contradicts the checkpoint is refused, never dropped; one the checkpoint does not know is taken."""
+    """The checkpoint's Args, but the run-control flags of `args`. A flag given (None: those off their defaults)
+    that contradicts the checkpoint is refused; one the checkpoint does not know is taken."""
     defaults = asdict(Args())
     given = {k for k, v in asdict(args).items() if v != defaults[k]} if given is None else given
-    conflicts = [
-        f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})"
-        for name in sorted(given - RUN_CONTROL)
-        if name in saved and getattr(args, name) != saved[name]
-    ]
+    conflicts = [f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})" for name in
+                 sorted(given - RUN_CONTROL) if name in saved and getattr(args, name) != saved[name]]  # fmt: skip
     if conflicts:
         raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
-    names = {f.name for f in fields(Args)}
-    kept = {k: v for k, v in saved.items() if k in names and k not in RUN_CONTROL}
-    return Args(**{**asdict(args), **kept})
+    return Args(**{**asdict(args), **{k: v for k, v in saved.items() if k in defaults and k not in RUN_CONTROL}})
 
 
 def load_agent(checkpoint: dict) -> Agent:
-    """The agent of a checkpoint, its weights and normalization statistics loaded."""
-    args = Args(**{k: v for k, v in checkpoint["args"].items() if k in {f.name for f in fields(Args)}})
-    check_env(args.env_id)  # (a checkpoint of ppo.py or ppo_atari.py is named as such)
-    env = gym.make(args.env_id)
-    agent = Agent(env.observation_space.shape[0], env.action_space.shape[0], args.fixed_std, args.tanh_mean)
+    """The agent of a checkpoint, its weights loaded (on the CPU)."""
+    args = Args(**{k: v for k, v in checkpoint["args"].items() if k in asdict(Args())})
+    check_env(args)
+    env = make_env(args.env_id)
+    agent = make_agent(args, env.observation_space, env.action_space)
     env.close()
     try:
         agent.load_state_dict(checkpoint["agent"])
     except RuntimeError as e:  # another network shape
-        raise UsageError(f"the checkpoint's weights do not fit the agent for {args.env_id}: {str(e).splitlines()[0]}")
+        raise UsageError(
+            f"the checkpoint's weights do not fit the agent for {args.env_id}: {str(e).splitlines()[0]}"
+        ) from None
     return agent
-
-
-# evaluation episodes are seeded apart from training's resets (seed + iteration + env index, far below this)
-EVAL_SEEDS = 1_000_000_000
 
 
 def evaluate(agent: Agent, env_id: str, episodes: int, deterministic: bool, seed: int = 0,
              video_folder: str | None = None) -> list[float]:  # fmt: skip
-    """Play `episodes` whole episodes with the agent's policy; returns their returns, in the env's own
-    reward units. The agent is not changed: its normalization statistics are used frozen."""
-    env = make_env(env_id, video_folder, name_prefix="eval")
-    low, high = env.action_space.low, env.action_space.high
-    returns = []
+    """Play whole episodes (Atari: games) with the policy; their returns in the env's own rewards."""
+    env, returns = make_env(env_id, video_folder, name_prefix="eval"), []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=EVAL_SEEDS + seed + episode)
-        episode_return, done = 0.0, False
-        while not done:
-            # (continuous 6, 7) normalized and clipped as in training, with the statistics left as they are
-            normalized = agent.normalize_obs(obs[None], update=False)
-            with torch.no_grad():
-                action = agent.action(torch.from_numpy(normalized), deterministic)[0].numpy()
-            # (continuous 5) clipped to the action bounds for the env
-            obs, reward, terminated, truncated, _ = env.step(np.minimum(np.maximum(action, low), high))
-            episode_return += float(reward)  # (unscaled: the reward scaling is for training only)
-            done = terminated or truncated
-        returns.append(episode_return)
+        obs, info = env.reset(seed=EVAL_SEEDS + seed + episode)
+        while "episode" not in info:
+            obs, _, terminated, truncated, info = env.step(agent.play(obs, deterministic))
+            if (terminated or truncated) and "episode" not in info:  # (Atari) a lost life: the game goes on
+                obs, _ = env.reset()
+        returns.append(float(info["episode"]["r"]))
     env.close()
     return returns
 
 
-class StopOnSignal:
-    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's kill) ask the run to stop: the current iteration is
-    finished, a checkpoint written and the TensorBoard log closed. A second signal stops at once."""
+def ended_episodes(infos: dict, step: int) -> list[tuple]:
+    """(step, env, return, length) of each episode (Atari: game) that a vector step ended."""
+    final = infos.get("final_info", {})
+    ended = np.flatnonzero(final["_episode"]) if "_episode" in final else []
+    return [(step, int(i), float(final["episode"]["r"][i]), int(final["episode"]["l"][i])) for i in ended]
 
-    def __init__(self):
-        self.signal = None
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+class Run:
+    """A training run's directory, TensorBoard log, seeds, progress bar, signals and checkpoint schedule."""
+
+    def __init__(self, args: Args, resume_from: tuple[str, dict] | None):
+        self.args, self.checkpoint = args, resume_from and resume_from[1]
+        self.dir = new_run_dir(args) if resume_from is None else os.path.dirname(resume_from[0])
+        self.checkpoint_path = (
+            resume_from[0] if resume_from else os.path.join(self.dir, f"{args.exp_name}.cleanrl_model")
+        )
+        self.global_step, self.done_iterations = (
+            (self.checkpoint["global_step"], self.checkpoint["iteration"]) if self.checkpoint else (0, 0)
+        )
+        # resumed: a new event file; purge_step hides what the stopped run logged after its checkpoint
+        self.writer = SummaryWriter(self.dir, purge_step=self.global_step + 1 if self.checkpoint else None)
+        if not self.checkpoint:
+            table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
+            self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+        self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if args.capture_video else None
+        # a resumed run's videos are named apart, so that the stopped run's stay
+        self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"
+        random.seed(args.seed)  # seeding, so that a seed gives the same run every time
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.set_num_threads(args.torch_threads)
+        self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
+        # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
+        self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        total, line = (
+            args.num_iterations * args.batch_size,
+            "step {n}/{total} ({percentage:3.0f}%) | {desc} | {rate_fmt}",
+        )
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout, smoothing=0,
+                        mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10), unit=" steps",
+                        desc="return (last 100 ep)      n/a", bar_format=line + " | {remaining} left")  # fmt: skip
 
     def handle(self, signum, frame):
-        if self.signal is not None:
+        if self.signal is not None:  # a second signal stops at once
             raise KeyboardInterrupt
         self.signal = signum
         print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
 
-    def restore(self):
-        for s, handler in self.previous.items():
+    def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
+        for step, _, episodic_return, episodic_length in episodes:
+            self.writer.add_scalar(
+                "charts/episodic_return", episodic_return, global_step + (step + 1) * self.args.num_envs
+            )
+            self.writer.add_scalar(
+                "charts/episodic_length", episodic_length, global_step + (step + 1) * self.args.num_envs
+            )
+            self.recent_returns = (self.recent_returns + [episodic_return])[-100:]
+
+    @contextlib.contextmanager
+    def update(self, iteration: int, global_step: int):
+        try:
+            yield
+        except NonFiniteError as e:  # say where, and which checkpoint is the last good one
+            last_good = self.checkpoint_path if self.saved or self.checkpoint else "none written yet"
+            raise NonFiniteError(
+                f"{e} at iteration {iteration} (step {global_step}); last good checkpoint: {last_good}"
+            ) from None
+
+    def end_iteration(self, metrics: dict, iteration: int, global_step: int, save) -> None:
+        """Log the metrics, advance the bar, save a checkpoint (`save()`) when due, stop if a signal asked."""
+        sps = (global_step - self.global_step) / (time.time() - self.start_time)
+        for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
+            self.writer.add_scalar(tag, value, global_step)
+        if self.recent_returns:
+            self.bar.set_description_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
+        self.bar.update(self.args.batch_size)
+        every = self.args.checkpoint_every
+        if self.args.save_model and (
+            iteration == self.args.num_iterations or self.signal or (every and iteration % every == 0)
+        ):
+            save()
+            self.saved = True
+        if self.signal is not None:
+            where = f"checkpoint {self.checkpoint_path}; resume with: python {SCRIPT} --resume {self.checkpoint_path}"
+            where = where if self.args.save_model else "no checkpoint (--no-save-model)"
+            raise Interrupted(f"stopped at step {global_step}; {where}", self.signal)
+
+    def close(self) -> None:
+        self.bar.close()
+        for s, handler in self.handlers.items():
             signal.signal(s, handler)
+        self.writer.close()  # flushed: what was logged is on disk, whatever stopped the run
 
-
-def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
-    """Train an agent as `args` says; returns the run directory. Call `check_args(args)` first. With
-    `resume_from` (a `load_checkpoint` result), the run of that checkpoint goes on."""
-    if resume_from is None:
-        run_dir, checkpoint = new_run_dir(args), None
-        checkpoint_path = os.path.join(run_dir, f"{args.exp_name}.cleanrl_model")
-    else:
-        checkpoint_path, checkpoint = resume_from
-        run_dir = os.path.dirname(checkpoint_path)
-    run_name = os.path.basename(run_dir)
-    # resuming: the same directory, a new event file in it; purge_step hides whatever the stopped run
-    # logged after its checkpoint, so that TensorBoard shows one unbroken curve
-    writer = SummaryWriter(run_dir, purge_step=None if checkpoint is None else checkpoint["global_step"] + 1)
-    if checkpoint is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items()),
-        )
-
-    # seeding, so that a seed gives the same run every time
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.torch_threads)
-
-    video_folder = os.path.join("videos", run_name) if args.capture_video else None
-    # a resumed run's videos are named apart, so that the stopped run's stay
-    video_prefix = "rl-video" if checkpoint is None else f"rl-video-from-step-{checkpoint['global_step']}"
-    envs = make_envs(args.env_id, args.num_envs, video_folder, video_prefix)
-    obs_shape, action_shape = envs.single_observation_space.shape, envs.single_action_space.shape
-    agent = Agent(obs_shape[0], action_shape[0], fixed_std=args.fixed_std, tanh_mean=args.tanh_mean)
-    policy = RolloutPolicy(agent, args.seed)
-    reward_scaler = RewardScaler(agent.return_rms, args.num_envs, args.gamma)
-    optimizer = make_optimizer(agent, args)
-    buf = RolloutBuffer(args.num_steps, args.num_envs, obs_shape, action_shape)
-
-    global_step, done_iterations = 0, 0
-    kl_beta = args.kl_beta  # (--loss-type kl-penalty) the penalty coefficient, adapted after each update
-    if checkpoint is not None:
-        # (resume) weights, normalization statistics and optimizer state copied in place: the
-        # parameters stay views into the flat tensors that the optimizer holds, and the policy's and
-        # the statistics' numpy views stay valid. The step, the position in the learning-rate schedule
-        # and the RNG streams are taken up where they were.
-        agent.load_state_dict(checkpoint["agent"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        global_step, done_iterations = checkpoint["global_step"], checkpoint["iteration"]
-        rng = checkpoint["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
-        torch.set_rng_state(rng["torch"])
-        policy.rng.bit_generator.state = rng["policy"]
-        kl_beta = checkpoint.get("kl_beta", args.kl_beta)  # (a checkpoint from before --loss-type has none)
-        # (the reward scaler's running discounted return per env is not saved: it starts at zero again,
-        # as it does at every episode's start, and the envs do start new episodes; its statistics,
-        # return_rms, are restored with the agent)
-    saved = False  # whether checkpoint_path holds a checkpoint of this run
-    recent_returns = []
-    progress = Progress(args.num_iterations * args.batch_size, args.progress)
-    stop = StopOnSignal()
-    start_time, start_step, sps = time.time(), global_step, 0.0
-    # (a resumed run's envs start new episodes: their state is not in the checkpoint)
-    next_obs, _ = envs.reset(seed=args.seed + done_iterations)
-    next_obs = agent.normalize_obs(next_obs, update=True)
-    try:
-        for iteration in range(done_iterations + 1, args.num_iterations + 1):
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations  # of the run still to go: 1, ..., 1 / num_iterations
-            if args.anneal_lr:
-                # (core 4) learning rate(s) annealed linearly to 0
-                for group in optimizer.param_groups:
-                    group["lr"] = frac * group["initial_lr"]
-            # (option) clipping coefficient annealed alike (baselines' cliprange schedule)
-            clip_coef = frac * args.clip_coef if args.anneal_clip else args.clip_coef
-
-            next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
-            for step, _, episodic_return, episodic_length in episodes:
-                episode_step = global_step + (step + 1) * args.num_envs
-                writer.add_scalar("charts/episodic_return", episodic_return, episode_step)
-                writer.add_scalar("charts/episodic_length", episodic_length, episode_step)
-                recent_returns = (recent_returns + [episodic_return])[-100:]
-            global_step += args.batch_size
-
-            next_value = policy.value(next_obs)
-            # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
-            terminations = buf.terminations if args.bootstrap_truncation else np.maximum(buf.terminations, buf.truncations)
-            advantages, returns = compute_gae(
-                buf.rewards, buf.values, next_value, terminations, buf.truncations, buf.truncation_values,
-                args.gamma, args.gae_lambda,
-            )  # fmt: skip
-            try:
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta)
-            except NonFiniteError as e:
-                last_good = checkpoint_path if saved or checkpoint is not None else "none written yet"
-                raise NonFiniteError(f"{e} at iteration {iteration} (step {global_step}); "
-                                     f"last good checkpoint: {last_good}") from None  # fmt: skip
-            if args.loss_type == "kl-penalty":
-                # (PPO-Penalty) beta adapted to the KL this update reached, for the next update
-                kl_beta = adapt_kl_beta(kl_beta, metrics["losses/epoch_kl"], args.kl_target)
-
-            sps = (global_step - start_step) / (time.time() - start_time)
-            writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
-            if args.critic_learning_rate is not None:
-                writer.add_scalar("charts/critic_learning_rate", optimizer.param_groups[1]["lr"], global_step)
-            if args.anneal_clip:
-                writer.add_scalar("charts/clip_coef", clip_coef, global_step)
-            for tag, value in metrics.items():
-                writer.add_scalar(tag, value, global_step)
-            writer.add_scalar("charts/SPS", int(sps), global_step)
-            progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps)
-
-            last = iteration == args.num_iterations
-            if args.save_model and (last or stop.signal or (args.checkpoint_every and iteration % args.checkpoint_every == 0)):
-                save_checkpoint(checkpoint_path, agent, optimizer, policy, args, global_step, iteration, kl_beta)
-                saved = True
-            if stop.signal:
-                where = f"checkpoint {checkpoint_path}; resume with: python {SCRIPT} --resume {checkpoint_path}"
-                where = where if args.save_model else "no checkpoint (--no-save-model)"
-                raise Interrupted(f"stopped at step {global_step}; {where}", stop.signal)
-        progress.update(global_step, np.mean(recent_returns) if recent_returns else None, sps, final=True)
-    finally:
-        stop.restore()
-        envs.close()
-        writer.close()  # flushed: everything logged so far is on disk, whatever stopped the run
-
-    if args.eval_episodes:
-        returns = evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, video_folder)
-        with SummaryWriter(run_dir) as eval_writer:
+    def log_evaluation(self, returns: list[float]) -> None:
+        with SummaryWriter(self.dir) as writer:
             for i, episodic_return in enumerate(returns):
-                eval_writer.add_scalar("eval/episodic_return", episodic_return, i)
+                writer.add_scalar("eval/episodic_return", episodic_return, i)
         print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-    return run_dir
 
 
 def main() -> None:
@@ -1047,35 +845,30 @@ def main() -> None:
 
     args = tyro.cli(Args)
     try:
-        if args.eval_checkpoint is not None:
-            # evaluate a saved policy and exit: no training, no run directory
-            check_counts(args)
+        if args.eval_checkpoint is not None:  # evaluate a saved policy and exit: no training, no run directory
+            check_numbers(args)
             path, checkpoint = load_checkpoint(args.eval_checkpoint)
-            saved_args = checkpoint["args"]
             video_folder = os.path.join("videos", os.path.basename(os.path.dirname(os.path.abspath(path))))
-            returns = evaluate(load_agent(checkpoint), saved_args["env_id"], args.eval_episodes or 10,
-                               args.eval_deterministic, args.seed, video_folder if args.capture_video else None)  # fmt: skip
-            print(f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes "
-                  f"({'deterministic' if args.eval_deterministic else 'sampled'} actions)")  # fmt: skip
-            return
-        resume_from = None
-        if args.resume is not None:
-            resume_from = load_checkpoint(args.resume)
+            torch.set_num_threads(args.torch_threads)
+            video_folder = video_folder if args.capture_video else None
+            returns = evaluate(load_agent(checkpoint), checkpoint["args"]["env_id"], args.eval_episodes or 10,
+                               args.eval_deterministic, args.seed, video_folder)  # fmt: skip
+            kind = "deterministic" if args.eval_deterministic else "sampled"
+            return print(
+                f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({kind} actions)"
+            )
+        resume_from = None if args.resume is None else load_checkpoint(args.resume)
+        if resume_from is not None:
             args = resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))
         check_args(args)
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
-            raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume")
-    except UsageError as e:
-        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    try:
+            raise UsageError(
+                f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume"
+            )
         train(args, resume_from)
-    except NonFiniteError as e:
-        print(f"{SCRIPT}: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except Interrupted as e:
-        print(f"{SCRIPT}: {e}", file=sys.stderr)
-        sys.exit(128 + e.signum)
+    except (UsageError, NonFiniteError, Interrupted) as e:
+        print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
+        sys.exit(e.code)
 
 
 if __name__ == "__main__":

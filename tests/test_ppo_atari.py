@@ -138,14 +138,14 @@ def test_fire_reset_presses_fire_then_action_2():
 @pytest.mark.parametrize("fire_reset", [True, False])
 def test_fire_reset_launches_the_ball_in_breakout(fire_reset):
     # Breakout waits for FIRE: with no-ops only, a life is lost only if the reset pressed FIRE
-    env = ppo_atari.make_atari_env(BREAKOUT, fire_reset=fire_reset)
+    env = ppo_atari.make_env(BREAKOUT, fire_reset=fire_reset)
     env.reset(seed=0)
     life_lost = any(env.step(0)[2] for _ in range(150))
     assert life_lost == fire_reset
 
 
 def test_observation_is_4_frames_of_84x84_gray_newest_last():
-    env = ppo_atari.make_atari_env(BREAKOUT)
+    env = ppo_atari.make_env(BREAKOUT)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
     assert all(np.array_equal(obs[0], frame) for frame in obs[1:])  # the stack starts with copies
@@ -196,7 +196,7 @@ def test_ale_vector_env_gives_the_same_pixels_rewards_and_ends_as_the_wrappers(e
     vec = ppo_atari.make_ale_vector_env(env_id, 4, noop_max=2, fire_reset=False)  # 0 or 1 no-op frame
     vec_obs, vec_info = vec.reset(seed=3)
     k = int(np.flatnonzero(vec_info["episode_frame_number"] == 1)[0])
-    env = ppo_atari.make_atari_env(env_id, noop_max=1, fire_reset=False)  # exactly 1 no-op frame
+    env = ppo_atari.make_env(env_id, noop_max=1, fire_reset=False)  # exactly 1 no-op frame
     obs, _ = env.reset(seed=3)
     assert np.array_equal(obs[3], vec_obs[k, 3])
     rng = np.random.default_rng(0)
@@ -321,7 +321,7 @@ def test_make_envs_starts_each_game_after_a_random_number_of_noops(env_backend):
 def test_without_noop_reset_every_game_starts_alike(env_backend):
     # noop_max=1 (exactly one no-op frame): the same start frame and screen whatever the seed
     if env_backend == "gymnasium":
-        envs = [ppo_atari.make_atari_env(BREAKOUT, noop_max=1) for _ in range(4)]
+        envs = [ppo_atari.make_env(BREAKOUT, noop_max=1) for _ in range(4)]
         starts = [env.reset(seed=seed) for seed, env in enumerate(envs)]
         obs, frames = np.stack([o for o, _ in starts]), np.array([i["episode_frame_number"] for _, i in starts])
         for env in envs:
@@ -616,7 +616,7 @@ def test_a_saved_agent_loads_back_with_the_same_actions_and_values(tmp_path):
     args = ppo_atari.Args(env_id=BREAKOUT)
     ppo_atari.check_args(args)
     # real observations: the first frames of a game played at random
-    env = ppo_atari.make_atari_env(BREAKOUT)
+    env = ppo_atari.make_env(BREAKOUT)
     frames, rng = [env.reset(seed=0)[0]], np.random.default_rng(0)
     for _ in range(15):
         frames.append(env.step(int(rng.integers(4)))[0])

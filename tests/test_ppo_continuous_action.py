@@ -125,13 +125,15 @@ def test_stored_action_is_unclipped_and_the_env_gets_it_clipped():
     policy = ppo.RolloutPolicy(agent, seed=0)
     scaler = ppo.RewardScaler(agent.return_rms, 1, 0.99)
     buf = ppo.RolloutBuffer(16, 1, envs.single_observation_space.shape, (2,))
-    calls = spy_on_step(envs)
+    sent, mujoco = [], envs.envs[0].unwrapped  # what the MuJoCo env itself gets, under make_env's wrappers
+    mujoco_step = mujoco.step
+    mujoco.step = lambda action: sent.append(np.array(action)) or mujoco_step(action)
     obs = agent.normalize_obs(envs.reset(seed=0)[0], update=True)
     ppo.collect_rollout(policy, agent, envs, obs, buf, scaler)
     envs.close()
 
-    sent = np.stack([action for action, _, _ in calls])[:, 0]
-    stored = buf.actions[:, 0]
+    sent, stored = np.stack(sent), buf.actions[:, 0]
+    assert sent.shape == stored.shape
     assert np.all(stored[:, 0] > 1.0) and np.all(stored[:, 1] < -1.0)  # (5 or -5, give or take a std of 1)
     np.testing.assert_array_equal(sent, np.broadcast_to([1.0, -1.0], sent.shape))
     # the stored log-probability is that of the unclipped action

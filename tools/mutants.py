@@ -41,14 +41,13 @@ add(PC, "one-env", "for i in range(num_envs)],", "for i in range(1)],", "core 1:
 add(A, "one-env-gymnasium", "[lambda i=i: env_fn(i) for i in range(num_envs)],",
     "[lambda i=i: env_fn(i) for i in range(1)],", "core 1: one env instead of --num-envs (gymnasium backend)")
 
-add(P, "policy-gain", "layer_init(nn.Linear(64, n_actions), std=0.01)", "layer_init(nn.Linear(64, n_actions), std=1.0)",
-    "core 2: policy head gain 0.01 -> 1")
-add(C, "policy-gain", "layer_init(nn.Linear(64, action_dim), std=0.01)", "layer_init(nn.Linear(64, action_dim), std=1.0)",
-    "core 2: policy head gain 0.01 -> 1")
+add(P, "policy-gain", "mlp(obs_dim, n_actions, 0.01)", "mlp(obs_dim, n_actions, 1.0)", "core 2: policy head gain 0.01 -> 1")
+add(C, "policy-gain", "mlp(obs_dim, action_dim, 0.01)", "mlp(obs_dim, action_dim, 1.0)", "core 2: policy head gain 0.01 -> 1")
 add(A, "policy-gain", "layer_init(nn.Linear(512, n_actions), std=0.01)", "layer_init(nn.Linear(512, n_actions), std=1.0)",
     "core 2: policy head gain 0.01 -> 1")
-add(PC, "value-gain", "layer_init(nn.Linear(64, 1), std=1.0)", "layer_init(nn.Linear(64, 1), std=0.01)",
-    "core 2: value head gain 1 -> 0.01")
+add(PC, "value-gain", "mlp(obs_dim, 1, 1.0)", "mlp(obs_dim, 1, 0.01)", "core 2: value head gain 1 -> 0.01")
+add(PC, "hidden-gain", "layer_init(nn.Linear(64, 64)), nn.Tanh()]", "layer_init(nn.Linear(64, 64), std=1.0), nn.Tanh()]",
+    "core 2: hidden layer gain sqrt(2) -> 1")
 add(A, "value-gain", "layer_init(nn.Linear(512, 1), std=1.0)", "layer_init(nn.Linear(512, 1), std=0.01)",
     "core 2: value head gain 1 -> 0.01")
 add(ALL, "bias", "torch.nn.init.constant_(layer.bias, bias_const)", "torch.nn.init.constant_(layer.bias, 0.1)",
@@ -107,8 +106,8 @@ add(C, "entropy-guard", "if args.ent_coef != 0:", "if True:", "core 10: the skip
 
 add(P, "no-grad-clip", "grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)",
     "grad_norm = clip_grad_norm(agent.flat_params, math.inf)", "core 11: no gradient clipping")
-add(C, "no-grad-clip", "grad_norm = clip_grad_norm(params, args.max_grad_norm)",
-    "grad_norm = clip_grad_norm(params, math.inf)", "core 11: no gradient clipping")
+add(C, "no-grad-clip", "grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)",
+    "grad_norm = clip_grad_norm(agent.flat_params, math.inf)", "core 11: no gradient clipping")
 add(A, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)",
     "nn.utils.clip_grad_norm_(agent.parameters(), math.inf, foreach=True)", "core 11: no gradient clipping")
 
@@ -143,7 +142,7 @@ add(ALL, "terminated-and-truncated", "truncated = truncated & ~terminated", "tru
 add(P, "truncation-next-obs", 'policy.value(np.stack(infos["final_obs"][truncated]))', "policy.value(next_obs[truncated])",
     "gymnasium 1.x: truncation value from the next episode's first observation, not final_obs")
 add(C, "truncation-next-obs", 'agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)',
-    "agent.normalize_obs(raw_obs[truncated], update=False)",
+    "next_obs[truncated]",
     "gymnasium 1.x: truncation value from the next episode's first observation, not final_obs")
 add(A, "truncation-next-obs", 'torch.from_numpy(np.stack(infos["final_obs"][truncated])).to(device)',
     "torch.from_numpy(next_obs[truncated]).to(device)",
@@ -159,13 +158,15 @@ add(PC, "kl-penalty-is-clip", "pg_loss = kl_penalty_loss(mb_advantages[i], ratio
     "pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)", "loss types: kl-penalty runs the clipped loss")
 add(PC, "kl-penalty-no-beta", "return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()",
     "return surrogate_loss(advantages, ratio)", "loss types: kl-penalty without its beta * KL term")
-add(PC, "kl-beta-swapped", "return beta / 2\n    if kl > target * 1.5:\n        return beta * 2",
-    "return beta * 2\n    if kl > target * 1.5:\n        return beta / 2", "loss types: beta doubled below the band, halved above")
-add(PC, "kl-beta-band", "if kl < target / 1.5:\n        return beta / 2\n    if kl > target * 1.5:",
-    "if kl < target / 2:\n        return beta / 2\n    if kl > target * 2:", "loss types: beta band edges target/2, target*2")
-add(PC, "kl-beta-not-saved", '"kl_beta": args.kl_beta if kl_beta is None else kl_beta,', '"kl_beta": args.kl_beta,',
+add(PC, "kl-beta-swapped", "return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta",
+    "return beta * 2 if kl < target / 1.5 else beta / 2 if kl > target * 1.5 else beta",
+    "loss types: beta doubled below the band, halved above")
+add(PC, "kl-beta-band", "return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta",
+    "return beta / 2 if kl < target / 2 else beta * 2 if kl > target * 2 else beta",
+    "loss types: beta band edges target/2, target*2")
+add(PC, "kl-beta-not-saved", "policy.rng, kl_beta=kl_beta", "policy.rng, kl_beta=args.kl_beta",
     "loss types: the adapted kl_beta not saved in the checkpoint")
-add(PC, "kl-beta-not-restored", 'kl_beta = checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
+add(PC, "kl-beta-not-restored", 'kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
     "loss types: kl_beta not restored from the checkpoint")
 
 # ---- resume ------------------------------------------------------------------------------------------------
@@ -184,11 +185,11 @@ add(PC, "resume-no-policy-rng", 'policy.rng.bit_generator.state = rng["policy"]'
     "resume: the rollout policy's RNG not restored")
 add(A, "resume-no-cuda-rng", 'if "cuda" in rng and device.type == "cuda":', "if False:",
     "resume: the CUDA RNG not restored", "the tests run on the CPU, where no CUDA RNG is saved or used")
-add(C, "resume-no-obs-rms", 'agent.load_state_dict(checkpoint["agent"])\n        optimizer',
-    'agent.load_state_dict({k: v for k, v in checkpoint["agent"].items() if not k.startswith("obs_rms.")}, '
+add(C, "resume-no-obs-rms", 'agent.load_state_dict(run.checkpoint["agent"])\n        optimizer',
+    'agent.load_state_dict({k: v for k, v in run.checkpoint["agent"].items() if not k.startswith("obs_rms.")}, '
     "strict=False)\n        optimizer", "resume, continuous 6: the observation statistics not loaded")
-add(C, "resume-no-return-rms", 'agent.load_state_dict(checkpoint["agent"])\n        optimizer',
-    'agent.load_state_dict({k: v for k, v in checkpoint["agent"].items() if not k.startswith("return_rms.")}, '
+add(C, "resume-no-return-rms", 'agent.load_state_dict(run.checkpoint["agent"])\n        optimizer',
+    'agent.load_state_dict({k: v for k, v in run.checkpoint["agent"].items() if not k.startswith("return_rms.")}, '
     "strict=False)\n        optimizer", "resume, continuous 8: the return statistics not loaded")
 add(ALL, "resume-no-iteration", 'checkpoint["global_step"], checkpoint["iteration"]', 'checkpoint["global_step"], 0',
     "resume: done_iterations not taken from the checkpoint (learning-rate position lost)")
@@ -198,8 +199,7 @@ add(ALL, "save-fresh-optimizer", '"optimizer": optimizer.state_dict(),',
 # ---- evaluation ----------------------------------------------------------------------------------------------
 add(ALL, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
     "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
-add(C, "eval-updates-stats", "normalized = agent.normalize_obs(obs[None], update=False)",
-    "normalized = agent.normalize_obs(obs[None], update=True)",
+add(C, "eval-updates-stats", "self.normalize_obs(obs[None], update=False)", "self.normalize_obs(obs[None], update=True)",
     "evaluation, continuous 6: the statistics updated while evaluating, not frozen")
 
 # ---- continuous 1-9 ------------------------------------------------------------------------------------------
@@ -211,10 +211,11 @@ add(C, "logprob-mean", "((action - mean) * torch.exp(-logstd)).square().sum(-1)"
     "((action - mean) * torch.exp(-logstd)).square().mean(-1)",
     "continuous 3: log-probability averaged over the action dimensions, not summed")
 add(C, "clipped-action-stored", "action, logprob = policy.act(next_obs)",
-    "action, logprob = policy.act(next_obs)\n        action = np.minimum(np.maximum(action, low), high)",
-    "continuous 5: the clipped action stored")
-add(C, "obs-stats-frozen", "next_obs = agent.normalize_obs(raw_obs, update=True)",
-    "next_obs = agent.normalize_obs(raw_obs, update=False)", "continuous 6: the statistics not updated in rollouts")
+    "action, logprob = policy.act(next_obs)\n        action = np.clip(action, -1.0, 1.0)", "continuous 5: the clipped action stored")
+add(C, "env-gets-unclipped-action", "env = gym.wrappers.ClipAction(env)", "env = env",
+    "continuous 5: the env's copy of the action not clipped")
+add(C, "obs-stats-frozen", "next_obs, reward = agent.normalize_obs(next_obs, update=True)",
+    "next_obs, reward = agent.normalize_obs(next_obs, update=False)", "continuous 6: the statistics not updated in rollouts")
 add(C, "final-obs-updates-stats", 'np.stack(infos["final_obs"][truncated]), update=False)',
     'np.stack(infos["final_obs"][truncated]), update=True)',
     "continuous 6: a truncated episode's final observation added to the statistics")
