@@ -674,10 +674,8 @@ def check_args(args: Args) -> None:
     """Refuse impossible settings and unsuitable envs before anything is written; fill in the sizes."""
     check_numbers(args)
     args.batch_size = args.num_envs * args.num_steps
-    args.minibatch_size, args.num_iterations = (
-        args.batch_size // args.num_minibatches,
-        args.total_timesteps // args.batch_size,
-    )
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = args.total_timesteps // args.batch_size
     if args.batch_size % args.num_minibatches:
         raise UsageError(f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps "
                          f"{args.num_steps}) does not split into --num-minibatches {args.num_minibatches}")  # fmt: skip
@@ -699,9 +697,7 @@ def known_env(env_id: str) -> gym.Env:
         gym.register_envs(ale_py)
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        raise UsageError(
-            f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" if close else "")
-        )
+        raise UsageError(f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" * bool(close)))
     try:
         return gym.make(env_id, disable_env_checker=True)
     except Exception as e:  # e.g. a missing optional dependency
@@ -790,7 +786,7 @@ def load_agent(checkpoint: dict) -> Agent:
         agent.load_state_dict(checkpoint["agent"])
     except RuntimeError as e:  # another network shape
         raise UsageError(
-            f"the checkpoint's weights do not fit the agent for {args.env_id}: {str(e).splitlines()[0]}"
+            f"the checkpoint's weights do not fit the agent for {args.env_id}: {e}".splitlines()[0]
         ) from None
     return agent
 
@@ -823,12 +819,9 @@ class Run:
     def __init__(self, args: Args, resume_from: tuple[str, dict] | None):
         self.args, self.checkpoint = args, resume_from and resume_from[1]
         self.dir = new_run_dir(args) if resume_from is None else os.path.dirname(resume_from[0])
-        self.checkpoint_path = (
-            resume_from[0] if resume_from else os.path.join(self.dir, f"{args.exp_name}.cleanrl_model")
-        )
-        self.global_step, self.done_iterations = (
-            (self.checkpoint["global_step"], self.checkpoint["iteration"]) if self.checkpoint else (0, 0)
-        )
+        self.checkpoint_path = resume_from[0] if resume_from else f"{self.dir}/{args.exp_name}.cleanrl_model"
+        self.global_step = self.checkpoint["global_step"] if self.checkpoint else 0
+        self.done_iterations = self.checkpoint["iteration"] if self.checkpoint else 0
         # resumed: a new event file; purge_step hides what the stopped run logged after its checkpoint
         self.writer = SummaryWriter(self.dir, purge_step=self.global_step + 1 if self.checkpoint else None)
         if not self.checkpoint:
@@ -844,13 +837,11 @@ class Run:
         self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
         # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        total, line = (
-            args.num_iterations * args.batch_size,
-            "step {n}/{total} ({percentage:3.0f}%) | {desc} | {rate_fmt}",
-        )
-        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout, smoothing=0,
-                        mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10), unit=" steps",
-                        desc="return (last 100 ep)      n/a", bar_format=line + " | {remaining} left")  # fmt: skip
+        total, line = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout,
+                        smoothing=0, mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10),
+                        unit=" steps", desc="return (last 100 ep)      n/a",
+                        bar_format=line + " | {rate_fmt} | {remaining} left")  # fmt: skip
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
@@ -860,12 +851,9 @@ class Run:
 
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
         for step, _, episodic_return, episodic_length in episodes:
-            self.writer.add_scalar(
-                "charts/episodic_return", episodic_return, global_step + (step + 1) * self.args.num_envs
-            )
-            self.writer.add_scalar(
-                "charts/episodic_length", episodic_length, global_step + (step + 1) * self.args.num_envs
-            )
+            at = global_step + (step + 1) * self.args.num_envs  # the step at which the episode ended
+            self.writer.add_scalar("charts/episodic_return", episodic_return, at)
+            self.writer.add_scalar("charts/episodic_length", episodic_length, at)
             self.recent_returns = (self.recent_returns + [episodic_return])[-100:]
 
     @contextlib.contextmanager
@@ -874,9 +862,8 @@ class Run:
             yield
         except NonFiniteError as e:  # say where, and which checkpoint is the last good one
             last_good = self.checkpoint_path if self.saved or self.checkpoint else "none written yet"
-            raise NonFiniteError(
-                f"{e} at iteration {iteration} (step {global_step}); last good checkpoint: {last_good}"
-            ) from None
+            raise NonFiniteError(f"{e} at iteration {iteration} (step {global_step}); last good checkpoint: "
+                                 f"{last_good}") from None  # fmt: skip
 
     def end_iteration(self, metrics: dict, iteration: int, global_step: int, save) -> None:
         """Log the metrics, advance the bar, save a checkpoint (`save()`) when due, stop if a signal asked."""
@@ -886,10 +873,8 @@ class Run:
         if self.recent_returns:
             self.bar.set_description_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
         self.bar.update(self.args.batch_size)
-        every = self.args.checkpoint_every
-        if self.args.save_model and (
-            iteration == self.args.num_iterations or self.signal or (every and iteration % every == 0)
-        ):
+        every, last = self.args.checkpoint_every, iteration == self.args.num_iterations
+        if self.args.save_model and (last or self.signal or (every and iteration % every == 0)):
             save()
             self.saved = True
         if self.signal is not None:
@@ -918,23 +903,20 @@ def main() -> None:
         if args.eval_checkpoint is not None:  # evaluate a saved policy and exit: no training, no run directory
             check_numbers(args)
             path, checkpoint = load_checkpoint(args.eval_checkpoint)
-            video_folder = os.path.join("videos", os.path.basename(os.path.dirname(os.path.abspath(path))))
+            run_name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+            video_folder = os.path.join("videos", run_name) if args.capture_video else None
             torch.set_num_threads(args.torch_threads)
-            video_folder = video_folder if args.capture_video else None
             returns = evaluate(load_agent(checkpoint), checkpoint["args"]["env_id"], args.eval_episodes or 10,
                                args.eval_deterministic, args.seed, video_folder)  # fmt: skip
             kind = "deterministic" if args.eval_deterministic else "sampled"
-            return print(
-                f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes ({kind} actions)"
-            )
+            return print(f"{path}: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes "
+                         f"({kind} actions)")  # fmt: skip
         resume_from = None if args.resume is None else load_checkpoint(args.resume)
         if resume_from is not None:
             args = resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))
         check_args(args)
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
-            raise UsageError(
-                f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing to resume"
-            )
+            raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing left")
         train(args, resume_from)
     except (UsageError, NonFiniteError, Interrupted) as e:
         print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
