@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmark.bench import read_scalars  # noqa: E402  (one reader of event files for tests and benchmarks)
+from benchmark.bench import read_scalars  # noqa: E402, F401  (one reader of event files for tests and benchmarks)
 
 
 def read_text(run_dir: str, tag: str) -> str:

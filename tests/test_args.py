@@ -24,10 +24,15 @@ COMMON = [
 ]  # fmt: skip
 PER_SCRIPT = {
     "ppo": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive")],
-    "ppo_continuous_action": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive"),
-                              ("critic_learning_rate", NAN, "positive"), ("critic_learning_rate", -1.0, "positive"),
-                              ("critic_learning_rate", INF, "finite"), ("fixed_std", 0.0, "positive"),
-                              ("fixed_std", INF, "finite")],  # fmt: skip
+    "ppo_continuous_action": [
+        ("kl_beta", INF, "finite"),
+        ("kl_target", NAN, "positive"),
+        ("critic_learning_rate", NAN, "positive"),
+        ("critic_learning_rate", -1.0, "positive"),
+        ("critic_learning_rate", INF, "finite"),
+        ("fixed_std", 0.0, "positive"),
+        ("fixed_std", INF, "finite"),
+    ],  # fmt: skip
     "ppo_atari": [],
 }
 CASES = [(script, *case) for script in PER_SCRIPT for case in COMMON + PER_SCRIPT[script]]

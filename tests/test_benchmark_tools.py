@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, run_script
 
 from benchmark import experiments, tune  # noqa: E402
@@ -68,8 +67,12 @@ def test_table_and_curves_on_known_rows(tmp_path):
     # 450 ± 40.82 (std over seeds, ddof 0); IQM 400/6 + 450 * 2/3 + 500/6 = 450; median steps/s and wall time
     assert lines[2].startswith("| CartPole-v1 | ppo.py | clip | 3 | 500 | 450.00 ± 40.82 | 450.00 [")
     assert lines[2].endswith("] | 2,000 | 20 | 490.04 ± 6.12 (CleanRL, 500k steps) |")  # the reference, once
-    assert lines[3] == "| CartPole-v1 | ppo.py | pg | 1 | 500 | 100.00 ± 0.00 | 100.00 [100.00, 100.00] | 1,000 | 10 |  |"
-    assert lines[4] == "| Acrobot-v1 | ppo.py | clip | 1 | 500 | -90.00 ± 0.00 | -90.00 [-90.00, -90.00] | 1,000 | 10 |  |"
+    assert (
+        lines[3] == "| CartPole-v1 | ppo.py | pg | 1 | 500 | 100.00 ± 0.00 | 100.00 [100.00, 100.00] | 1,000 | 10 |  |"
+    )
+    assert (
+        lines[4] == "| Acrobot-v1 | ppo.py | clip | 1 | 500 | -90.00 ± 0.00 | -90.00 [-90.00, -90.00] | 1,000 | 10 |  |"
+    )
 
     grid_x, mean, std = experiments.curve_band(rows[:3], "steps")
     assert grid_x[0] == 10 and grid_x[-1] == 500
@@ -105,9 +108,13 @@ def test_runner_resumes_and_reports(in_tmp):
 
     lines = experiments.report(rows, out).splitlines()
     finals = np.array([row["final_return"] for row in rows])
-    assert len(lines) == 3 and "reference" not in lines[0] and lines[2].startswith(
-        f"| CartPole-v1 | ppo.py | default | 2 | 2,048 | {finals.mean():.2f} ± {finals.std():.2f} | "
-        f"{experiments.iqm(finals):.2f} ["
+    assert (
+        len(lines) == 3
+        and "reference" not in lines[0]
+        and lines[2].startswith(
+            f"| CartPole-v1 | ppo.py | default | 2 | 2,048 | {finals.mean():.2f} ± {finals.std():.2f} | "
+            f"{experiments.iqm(finals):.2f} ["
+        )
     )
     assert open(os.path.join(out, "table.md")).read() == "\n".join(lines) + "\n"
     assert is_png(os.path.join(out, "curves_steps.png")) and is_png(os.path.join(out, "curves_time.png"))
@@ -117,7 +124,9 @@ def test_tuner_runs_trials_and_resumes_its_study(in_tmp):
     from optuna.trial import TrialState
 
     storage = f"sqlite:///{in_tmp / 'study.db'}"
-    settings = dict(budget=2048, flags=["--num-steps", "64"], storage=storage, out=str(in_tmp / "trials"), last_episodes=20)
+    settings = dict(
+        budget=2048, flags=["--num-steps", "64"], storage=storage, out=str(in_tmp / "trials"), last_episodes=20
+    )
     study = tune.tune("ppo.py", "CartPole-v1", 2, **settings)
     assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
     for trial in study.trials:
@@ -152,13 +161,25 @@ def test_bench_compares_with_finished_reference_runs(in_tmp):
     os.makedirs(in_tmp / "ref")
     assert run_script("ppo.py", "--seed", "7", *TINY, cwd=in_tmp / "ref").returncode == 0
     (reference_dir,) = glob.glob(str(in_tmp / "ref" / "runs" / "*"))
-    bench = [sys.executable, os.path.join(ROOT, "benchmark", "bench.py"), os.path.join(ROOT, "ppo.py"), "--seeds", "1", "--out", "out"]
-    subprocess.run([*bench, "--reference-runs", reference_dir, "--", *TINY], cwd=in_tmp, check=True, capture_output=True)
+    bench = [
+        sys.executable,
+        os.path.join(ROOT, "benchmark", "bench.py"),
+        os.path.join(ROOT, "ppo.py"),
+        "--seeds",
+        "1",
+        "--out",
+        "out",
+    ]
+    subprocess.run(
+        [*bench, "--reference-runs", reference_dir, "--", *TINY], cwd=in_tmp, check=True, capture_output=True
+    )
     results = json.load(open(in_tmp / "out" / "results.json"))
     (ours,), (theirs,) = results["ours"], results["reference"]
     assert ours["seed"] == 1 and ours["steps"] == 2048 and ours["wall_s"] > 0 and "fractions" in ours
     assert theirs["seed"] == 7 and theirs["run_dir"] == reference_dir and theirs["wall_s"] is None
     assert theirs["steps"] == 2048 and theirs["curve"] != ours["curve"]
     assert is_png(in_tmp / "out" / "curves.png")
-    wrong = subprocess.run([*bench, "--reference", "x.py", "--reference-runs", reference_dir], cwd=in_tmp, capture_output=True)
+    wrong = subprocess.run(
+        [*bench, "--reference", "x.py", "--reference-runs", reference_dir], cwd=in_tmp, capture_output=True
+    )
     assert wrong.returncode == 2 and b"not allowed with" in wrong.stderr

@@ -15,10 +15,20 @@ from conftest import ROOT, read_scalars, run_script, start_training
 # per script: tiny settings (as CLI flags, which are also Args fields) that run a few iterations fast
 TINY = {
     "ppo": {"--num-steps": "32", "--total-timesteps": "1024"},
-    "ppo_continuous_action": {"--env-id": "InvertedPendulum-v4", "--num-steps": "64", "--num-minibatches": "4",
-                              "--update-epochs": "2", "--total-timesteps": "1024"},
-    "ppo_atari": {"--env-backend": "gymnasium", "--gym-vector": "sync", "--num-envs": "2", "--num-steps": "32",
-                  "--total-timesteps": "512"},
+    "ppo_continuous_action": {
+        "--env-id": "InvertedPendulum-v4",
+        "--num-steps": "64",
+        "--num-minibatches": "4",
+        "--update-epochs": "2",
+        "--total-timesteps": "1024",
+    },
+    "ppo_atari": {
+        "--env-backend": "gymnasium",
+        "--gym-vector": "sync",
+        "--num-envs": "2",
+        "--num-steps": "32",
+        "--total-timesteps": "512",
+    },
 }
 SCRIPTS = list(TINY)
 
@@ -63,7 +73,9 @@ def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(
     assert scalars["charts/SPS"][-1][0] == stopped_at
 
     # resumed with a shorter budget passed on the command line: refused, the run's Args are its own
-    result = run_script(f"{script}.py", "--resume", run_dir, "--total-timesteps", str(stopped_at + args.batch_size), cwd=in_tmp)
+    result = run_script(
+        f"{script}.py", "--resume", run_dir, "--total-timesteps", str(stopped_at + args.batch_size), cwd=in_tmp
+    )
     assert result.returncode == 2 and "cannot resume" in result.stderr and "--total-timesteps" in result.stderr
 
     # resumed (from the run directory) for two more iterations, then stopped by a signal again: the
@@ -170,7 +182,9 @@ def test_evaluation_after_training_and_of_a_saved_checkpoint(in_tmp, script):
     module, args = tiny_args(script, eval_episodes=2)
     run_dir = module.train(args)
     assert len(read_scalars(run_dir)["eval/episodic_return"]) == 2
-    result = run_script(f"{script}.py", "--eval-checkpoint", run_dir, "--eval-episodes", "3", "--eval-deterministic", cwd=in_tmp)
+    result = run_script(
+        f"{script}.py", "--eval-checkpoint", run_dir, "--eval-episodes", "3", "--eval-deterministic", cwd=in_tmp
+    )
     assert result.returncode == 0, result.stderr
     assert "over 3 episodes (deterministic actions)" in result.stdout
 

@@ -40,7 +40,9 @@ def test_terminated_at_the_time_limit_is_a_termination_not_a_truncation(script):
         gym.register(env_id, entry_point=EndsAtItsLimit, max_episode_steps=LIMIT, kwargs={"script": script})
     torch.manual_seed(0)
     if script == "ppo_atari":  # (its make_envs builds ALE games: the same kind of vector env, built here)
-        envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id)] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+        envs = gym.vector.SyncVectorEnv(
+            [lambda: gym.make(env_id)] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
         buf = module.RolloutBuffer(3 * LIMIT, 2, (4, 84, 84), torch.device("cpu"))
         rollout = (module.Agent(4), envs, envs.reset(seed=0)[0], buf)
     elif script == "ppo":

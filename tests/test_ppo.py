@@ -157,7 +157,8 @@ def test_truncation_bootstrap_uses_the_final_observation_value():
     envs.reset(seed=3)
     buf = ppo.RolloutBuffer(5, 1, (4,))
     # replay the same actions through collect_rollout by fixing the policy's choice
-    policy.act = lambda o, it=iter(range(5)): (np.array([next(it) % 2]), np.zeros(1))
+    replayed = iter(range(5))
+    policy.act = lambda o: (np.array([next(replayed) % 2]), np.zeros(1))
     ppo.collect_rollout(policy, envs, obs, buf)
     assert buf.truncations[4, 0] == 1.0
     assert buf.truncation_values[4, 0] == pytest.approx(policy.value(final_obs[None])[0])
@@ -172,9 +173,7 @@ def short_run(**overrides) -> str:
 def test_short_run_writes_every_tag_and_is_deterministic(in_tmp):
     first = read_scalars(short_run())
     assert set(TAGS) <= set(first)
-    assert "|env_id|CartPole-v1|" in read_text(
-        os.path.join("runs", os.listdir("runs")[0]), "hyperparameters"
-    )
+    assert "|env_id|CartPole-v1|" in read_text(os.path.join("runs", os.listdir("runs")[0]), "hyperparameters")
     second = read_scalars(short_run(exp_name="again"))
     for tag in first:
         if tag != "charts/SPS":  # wall-clock speed is the one thing allowed to differ
@@ -246,7 +245,9 @@ def test_a_saved_and_loaded_agent_acts_and_values_alike(tmp_path):
             flat.normal_(0, 0.5)
     args = ppo.Args()
     optimizer = torch.optim.Adam(agent.flat_params, lr=1e-3)
-    ppo.save_checkpoint(str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, ppo.RolloutPolicy(agent, 0).rng)
+    ppo.save_checkpoint(
+        str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, ppo.RolloutPolicy(agent, 0).rng
+    )
     path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
     assert path == str(tmp_path / "ppo.cleanrl_model")
     loaded = ppo.load_agent(checkpoint)

@@ -85,7 +85,10 @@ def test_noop_reset_takes_1_to_30_noop_frames():
 
 def test_max_and_skip_is_the_max_of_the_last_two_frames_and_the_sum_of_four_rewards():
     # the wrapped env and a raw twin from the same seed, stepped with the same actions frame by frame
-    env, twin = ppo_atari.MaxAndSkipEnv(ppo_atari.make_raw_env(SPACE_INVADERS), skip=4), ppo_atari.make_raw_env(SPACE_INVADERS)
+    env, twin = (
+        ppo_atari.MaxAndSkipEnv(ppo_atari.make_raw_env(SPACE_INVADERS), skip=4),
+        ppo_atari.make_raw_env(SPACE_INVADERS),
+    )
     env.reset(seed=5)
     twin.reset(seed=5)
     rng = np.random.default_rng(0)
@@ -233,7 +236,10 @@ def test_ale_vector_life_loss_and_game_over_semantics_and_the_full_game_score():
             if over[i]:
                 # game over: reported with the real score of the whole game, and a new game begins
                 assert terminated[i] or truncated[i]
-                assert info["final_info"]["episode"]["r"][i] == score[i] and info["final_info"]["episode"]["l"][i] == length[i]
+                assert (
+                    info["final_info"]["episode"]["r"][i] == score[i]
+                    and info["final_info"]["episode"]["l"][i] == length[i]
+                )
                 assert info["lives"][i] == start_lives[i] and info["episode_frame_number"][i] <= 30
                 games.append((score[i], lives_lost[i]))
                 score[i], length[i], lives_lost[i] = 0, 0, 0
@@ -355,7 +361,14 @@ def test_network_output_shapes_and_pixel_scaling():
 
 @pytest.mark.parametrize(
     "layer, gain",
-    [("network.0", 2**0.5), ("network.2", 2**0.5), ("network.4", 2**0.5), ("network.7", 2**0.5), ("actor", 0.01), ("critic", 1.0)],
+    [
+        ("network.0", 2**0.5),
+        ("network.2", 2**0.5),
+        ("network.4", 2**0.5),
+        ("network.7", 2**0.5),
+        ("actor", 0.01),
+        ("critic", 1.0),
+    ],
 )
 def test_orthogonal_init_gains(layer, gain):
     torch.manual_seed(0)
@@ -369,7 +382,11 @@ def test_orthogonal_init_gains(layer, gain):
 def test_nature_cnn_sizes():
     agent = ppo_atari.Agent(4)
     convs = [m for m in agent.network if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (32, (8, 8), (4, 4)),
+        (64, (4, 4), (2, 2)),
+        (64, (3, 3), (1, 1)),
+    ]
     assert agent.network[7].out_features == 512
 
 
@@ -586,8 +603,15 @@ def test_value_loss_clipped_and_unclipped_on_known_numbers():
 
 def short_run(**overrides) -> str:
     args = ppo_atari.Args(
-        **{"env_id": short_breakout(), "total_timesteps": 128, "num_envs": 2, "num_steps": 32, "progress": False,
-           "gym_vector": "sync", **overrides}  # fmt: skip
+        **{
+            "env_id": short_breakout(),
+            "total_timesteps": 128,
+            "num_envs": 2,
+            "num_steps": 32,
+            "progress": False,
+            "gym_vector": "sync",
+            **overrides,
+        }  # fmt: skip
     )
     ppo_atari.check_args(args)
     return ppo_atari.train(args)
@@ -706,10 +730,17 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
     [
         (["--capture-video"], "--capture-video needs --env-backend gymnasium"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be 0 or positive"),
-        (["--env-id", "BreakoutNoFrameskip-v5"], "unknown environment id 'BreakoutNoFrameskip-v5'; did you mean BreakoutNoFrameskip-v4"),
+        (
+            ["--env-id", "BreakoutNoFrameskip-v5"],
+            "unknown environment id 'BreakoutNoFrameskip-v5'; did you mean BreakoutNoFrameskip-v4",
+        ),
         (["--env-id", "CartPole-v1"], "vector observations (4,); use ppo.py"),
         (["--env-id", "Pendulum-v1"], "continuous actions; use ppo_continuous_action.py"),
-        (["--env-backend", "gymnasium", "--env-id", "Breakout-v4"], "random number of frames per step; (atari 2) max-and-skip needs an id with a fixed frameskip: use BreakoutNoFrameskip-v4 or ALE/Breakout-v5"),
+        (
+            ["--env-backend", "gymnasium", "--env-id", "Breakout-v4"],
+            "random number of frames per step; (atari 2) max-and-skip needs an id with a fixed frameskip: "
+            "use BreakoutNoFrameskip-v4 or ALE/Breakout-v5",
+        ),
         (["--env-backend", "ale-vector", "--env-id", "Breakout-v4"], "--env-backend ale-vector cannot map Breakout-v4"),
         (["--num-minibatches", "3"], "does not split into --num-minibatches 3"),
         (["--num-envs", "0"], "--num-envs must be positive"),

@@ -474,8 +474,14 @@ def test_learns_inverted_pendulum(in_tmp):
 
 
 @pytest.mark.parametrize(
-    "net, index, gain", [("actor_mean", 0, 2**0.5), ("actor_mean", 2, 2**0.5), ("actor_mean", 4, 0.01),
-                         ("critic", 0, 2**0.5), ("critic", 4, 1.0)]  # fmt: skip
+    "net, index, gain",
+    [
+        ("actor_mean", 0, 2**0.5),
+        ("actor_mean", 2, 2**0.5),
+        ("actor_mean", 4, 0.01),
+        ("critic", 0, 2**0.5),
+        ("critic", 4, 1.0),
+    ],  # fmt: skip
 )
 def test_orthogonal_init_gains_zero_biases_and_log_std_zero(net, index, gain):
     torch.manual_seed(0)

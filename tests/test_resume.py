@@ -1,8 +1,8 @@
 """Resume through the real entry point (`main`, as `python <script> --resume RUN` runs it), in each of the
 three scripts: a run stopped after a checkpoint and resumed starts its first iteration with exactly the
-checkpoint's weights, optimizer moments and step, RNG streams (torch's, the rollout policy's), normalization statistics and learning
-rate, and two resumes of one checkpoint log the same numbers. Also what a resume must never do: drop a
-flag, overwrite the stopped run's videos, or die on a checkpoint of the run's last iteration."""
+checkpoint's weights, optimizer moments and step, RNG streams (torch's, the rollout policy's), normalization
+statistics and learning rate, and two resumes of one checkpoint log the same numbers. Also what a resume must
+never do: drop a flag, overwrite the stopped run's videos, or die on a checkpoint of the run's last iteration."""
 
 import copy
 import hashlib
@@ -11,7 +11,6 @@ import shutil
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 from conftest import read_scalars, run_script
@@ -116,7 +115,9 @@ def test_a_resumed_run_starts_from_exactly_its_checkpoint_and_two_resumes_log_al
     for tag in first:
         if tag != "charts/SPS":
             assert first[tag] == second[tag], tag
-    assert [step for step, _ in first["charts/learning_rate"]] == [args.batch_size * i for i in range(1, iterations + 1)]
+    assert [step for step, _ in first["charts/learning_rate"]] == [
+        args.batch_size * i for i in range(1, iterations + 1)
+    ]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -135,7 +136,9 @@ def test_a_flag_named_on_the_command_line_is_refused_not_dropped_when_it_contrad
     }  # fmt: skip
     # a flag that agrees with the checkpoint is accepted, and a run-control flag is taken from the command line
     given = {"env_id", "checkpoint_every"}
-    resumed = module.resumed_args(module.Args(env_id=args.env_id, resume=run_dir, checkpoint_every=7), checkpoint["args"], given)
+    resumed = module.resumed_args(
+        module.Args(env_id=args.env_id, resume=run_dir, checkpoint_every=7), checkpoint["args"], given
+    )
     assert resumed.checkpoint_every == 7 and resumed.total_timesteps == args.total_timesteps
 
 

@@ -17,7 +17,10 @@ from torch.distributions import Categorical, Normal
 CASES = [
     *[(script, loss, {}) for script in ("ppo", "ppo_continuous_action") for loss in ("clip", "kl-penalty", "pg")],
     ("ppo_atari", "clip", {}),
-    *[(script, "clip", {"norm_adv": False, "clip_vloss": False}) for script in ("ppo", "ppo_continuous_action", "ppo_atari")],
+    *[
+        (script, "clip", {"norm_adv": False, "clip_vloss": False})
+        for script in ("ppo", "ppo_continuous_action", "ppo_atari")
+    ],
     *[(script, "clip", {"target_kl": 1e-9}) for script in ("ppo", "ppo_continuous_action", "ppo_atari")],
     ("ppo_continuous_action", "clip", {"critic_learning_rate": 1e-3, "tanh_mean": True}),
     ("ppo_continuous_action", "clip", {"fixed_std": 0.5}),
@@ -35,7 +38,10 @@ def make_case(script: str, loss_type: str, overrides: dict):
                        **({} if atari else {"loss_type": loss_type, "kl_beta": 0.7}), **overrides)  # fmt: skip
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size = args.batch_size // args.num_minibatches
-    shape, dtype = (args.num_steps, args.num_envs), np.float64 if torch.get_default_dtype() == torch.float64 else np.float32
+    shape, dtype = (
+        (args.num_steps, args.num_envs),
+        np.float64 if torch.get_default_dtype() == torch.float64 else np.float32,
+    )
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     if atari:
