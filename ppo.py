@@ -190,7 +190,8 @@ class Agent(nn.Module):
 
     def play(self, obs: np.ndarray, deterministic: bool) -> int:
         """The action for one env's observation, as the env takes it (evaluation)."""
-        return int(self.action(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic)[0])
+        with torch.no_grad():
+            return int(self.action(torch.as_tensor(obs, dtype=torch.float32)[None], deterministic)[0])
 
 
 def make_agent(args: Args, obs_space: gym.Space, action_space: gym.Space) -> Agent:
@@ -503,13 +504,18 @@ def check_args(args: Args) -> None:
     check_env(args)
 
 
-def known_env(env_id: str) -> gym.Env:
-    """The env of a registered id (Atari ids are registered on request), else a UsageError."""
-    if env_id not in gym.registry:
-        import ale_py
+def register_atari_envs() -> None:
+    """Atari ids are registered only on request (gymnasium 1.x); ale-py ships the ROMs."""
+    import ale_py
 
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-        gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+    gym.register_envs(ale_py)
+
+
+def known_env(env_id: str) -> gym.Env:
+    """The env of a registered id (Atari ids too, for their hints), else a UsageError."""
+    if env_id not in gym.registry:
+        register_atari_envs()
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         raise UsageError(f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" * bool(close)))

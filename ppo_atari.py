@@ -118,14 +118,6 @@ def fixed_skip_ids(env_id: str) -> list[str]:
     return [i for i in (f"{game}NoFrameskip-v4", f"ALE/{game}-v5") if i in gym.registry]
 
 
-def register_atari_envs() -> None:
-    """Atari ids are registered only on request (gymnasium 1.x); ale-py ships the ROMs."""
-    import ale_py
-
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-    gym.register_envs(ale_py)
-
-
 # Backend "gymnasium": openai/baselines' Atari preprocessing as gymnasium wrappers, one detail each (see wrap_atari)
 
 
@@ -688,13 +680,18 @@ def check_args(args: Args) -> None:
     check_env(args)
 
 
-def known_env(env_id: str) -> gym.Env:
-    """The env of a registered id (Atari ids are registered on request), else a UsageError."""
-    if env_id not in gym.registry:
-        import ale_py
+def register_atari_envs() -> None:
+    """Atari ids are registered only on request (gymnasium 1.x); ale-py ships the ROMs."""
+    import ale_py
 
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-        gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+    gym.register_envs(ale_py)
+
+
+def known_env(env_id: str) -> gym.Env:
+    """The env of a registered id (Atari ids too, for their hints), else a UsageError."""
+    if env_id not in gym.registry:
+        register_atari_envs()
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         raise UsageError(f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" * bool(close)))

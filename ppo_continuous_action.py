@@ -112,7 +112,7 @@ def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "r
     """One env; with a video folder, its episodes are recorded there (RecordVideo: 0, 1, 8, 27, ..., 1000, ...)."""
     if video_folder:  # MuJoCo renders offscreen through EGL where there is no display (a MUJOCO_GL given is kept)
         os.environ.setdefault("MUJOCO_GL", "egl")
-    # (the passive env checker is left out: on these cheap envs its extra layer costs 10% of the run)
+    # (the passive env checker, a wrapper that only inspects the first steps, is left out)
     env = gym.make(env_id, disable_env_checker=True, render_mode="rgb_array" if video_folder else None)
     if video_folder:
         env = gym.wrappers.RecordVideo(env, video_folder, name_prefix=name_prefix, disable_logger=True)
@@ -618,13 +618,18 @@ def check_args(args: Args) -> None:
     check_env(args)
 
 
-def known_env(env_id: str) -> gym.Env:
-    """The env of a registered id (Atari ids are registered on request), else a UsageError."""
-    if env_id not in gym.registry:
-        import ale_py
+def register_atari_envs() -> None:
+    """Atari ids are registered only on request (gymnasium 1.x); ale-py ships the ROMs."""
+    import ale_py
 
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-        gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+    gym.register_envs(ale_py)
+
+
+def known_env(env_id: str) -> gym.Env:
+    """The env of a registered id (Atari ids too, for their hints), else a UsageError."""
+    if env_id not in gym.registry:
+        register_atari_envs()
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
         raise UsageError(f"unknown environment id {env_id!r}" + (f"; did you mean {' or '.join(close)}?" * bool(close)))

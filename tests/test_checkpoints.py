@@ -131,6 +131,7 @@ def test_a_truncated_or_missing_checkpoint_is_one_clear_line(in_tmp, script):
         f.write(data[: len(data) // 2])
     for flags, message in [
         (["--eval-checkpoint", "truncated.cleanrl_model"], "not a readable checkpoint"),
+        (["--eval-checkpoint", path, "--eval-episodes", "-1"], "--eval-episodes must be 0 or positive, got -1"),
         (["--resume", "truncated.cleanrl_model"], "not a readable checkpoint"),
         (["--resume", "nowhere.cleanrl_model"], "no checkpoint at nowhere.cleanrl_model"),
     ]:

@@ -190,6 +190,9 @@ add(ALL, "save-fresh-optimizer", '"optimizer": optimizer.state_dict(),',
 add(ALL, "no-episodes-logged", 'ended = np.flatnonzero(final["_episode"]) if "_episode" in final else []', "ended = []",
     "logging: the episodes that ended are not reported (charts/episodic_return empty)")
 
+add(ALL, "eval-checkpoint-unchecked", "            check_numbers(args)\n            path, checkpoint = load_checkpoint(",
+    "            path, checkpoint = load_checkpoint(", "evaluation: --eval-checkpoint takes numbers out of their range")
+
 # ---- evaluation ----------------------------------------------------------------------------------------------
 add(ALL, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
     "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
