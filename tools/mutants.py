@@ -193,6 +193,9 @@ add(ALL, "no-episodes-logged", 'ended = np.flatnonzero(final["_episode"]) if "_e
 add(ALL, "eval-checkpoint-unchecked", "            check_numbers(args)\n            path, checkpoint = load_checkpoint(",
     "            path, checkpoint = load_checkpoint(", "evaluation: --eval-checkpoint takes numbers out of their range")
 
+add(A, "async-main-ignores-signals", "if os.getpid() != main_pid:", "if True:",
+    "interruption: with --gym-vector async the main process ignores Ctrl-C too (env 0 is built there once)")
+
 # ---- evaluation ----------------------------------------------------------------------------------------------
 add(ALL, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
     "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
