@@ -719,7 +719,11 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
                "--checkpoint-every", "1"]  # fmt: skip
     process = start_training(command, str(tmp_path), start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a run that ignored the signal is not left training after the test
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stderr, stderr
     (run_dir,) = os.listdir(tmp_path / "runs")
     assert os.path.isfile(tmp_path / "runs" / run_dir / "ppo_atari.cleanrl_model")
