@@ -5,7 +5,7 @@ loop; then the run plumbing. Each detail is commented with its name in "The 37 I
 et al. 2022), e.g. `(core 5)` or `(atari 3)`; the README explains them.
 
     python ppo_atari.py --env-id BreakoutNoFrameskip-v4
-    python ppo_atari.py --env-backend gymnasium  # the wrappers written out below (default: ale-py's C++ vector env)
+    python ppo_atari.py --env-backend ale-vector  # ale-py's C++ vector env: faster, no FIRE after a lost life
     tensorboard --logdir runs
 """
 
@@ -38,7 +38,7 @@ class Args:
     update_threads: int = 0  # torch CPU threads for the update on the CPU (0: every core this process may use)
     cuda: bool = True  # train on the GPU when torch sees one (else on the CPU)
     progress: bool = True  # show a progress bar
-    env_backend: Literal["ale-vector", "gymnasium"] = "ale-vector"  # ale-py's C++ vector env, or this file's wrappers
+    env_backend: Literal["gymnasium", "ale-vector"] = "gymnasium"  # this file's wrappers, or ale-py's C++ vector env
     gym_vector: Literal["auto", "sync", "async"] = "auto"  # gymnasium backend: sync, async or auto (async on > 2 cores)
     ale_threads: int = 0  # ale-vector backend: threads of the C++ env (0: one per env, at most one per core)
     save_model: bool = True  # write a checkpoint at the end, every --checkpoint-every iterations and when stopped
@@ -48,6 +48,8 @@ class Args:
     eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
     eval_checkpoint: str | None = None  # only evaluate this checkpoint (or run directory), then exit
     capture_video: bool = False  # record env 0's and eval games in videos/{run_name}/ (training: gymnasium backend)
+    channels_last: bool = True  # the CNN's weights in the channels-last memory layout: faster convolutions, same fp32
+    bf16: bool = False  # the CNN trunk under bfloat16 autocast (needs native bf16: AVX512-BF16 or AMX, or the GPU's)
 
     # Algorithm arguments
     env_id: str = "BreakoutNoFrameskip-v4"  # an Atari game: XNoFrameskip-v4, or ALE/X-v5 (sticky actions 0.25)
@@ -93,6 +95,9 @@ def check_env(args: Args) -> None:
     """Refuse an env (or backend) this script cannot learn, in one line."""
     if args.capture_video and args.env_backend != "gymnasium":  # (rather than record nothing)
         raise UsageError("--capture-video needs --env-backend gymnasium (ale-py's C++ vector env cannot render)")
+    if args.bf16 and not native_bf16(args.cuda):  # (emulated bf16 would be slower than fp32)
+        raise UsageError("--bf16 needs native bfloat16 (a CPU with AVX512-BF16 or AMX, or a GPU with bf16); "
+                         "this machine has none: train in fp32 (without --bf16)")  # fmt: skip
     env = known_env(args.env_id)
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
@@ -110,6 +115,13 @@ def check_env(args: Args) -> None:
     elif not isinstance(spec.kwargs.get("frameskip", 1), int):
         raise UsageError(f"{args.env_id} skips a random number of frames per step; (atari 2) max-and-skip needs an "
                          f"id with a fixed frameskip: use {' or '.join(fixed_skip_ids(args.env_id))}")  # fmt: skip
+
+
+def native_bf16(cuda: bool) -> bool:
+    """Whether the training device computes bfloat16 natively (not emulated)."""
+    if cuda and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def fixed_skip_ids(env_id: str) -> list[str]:
@@ -165,9 +177,9 @@ class MaxAndSkipEnv(gym.Wrapper):
 
 
 class RecordGameStatistics(gym.Wrapper):
-    """The real score: info["episode"] = {"r": unclipped return, "l": steps} of the whole game, at its end."""
+    """The real score: info["episode"] = {"r": unclipped return, "l": frames} of the whole game, at its end."""
 
-    # (below (atari 3) and (atari 6): it sees every life and the raw points; the hidden reset steps count too)
+    # (on the emulator, as CleanRL's RecordEpisodeStatistics: every frame, life and raw point, no-ops included)
     def reset(self, **kwargs):
         self.game_return, self.game_length = 0.0, 0
         return self.env.reset(**kwargs)
@@ -253,9 +265,9 @@ def make_raw_env(env_id: str, render_mode: str | None = None) -> gym.Env:
 
 def wrap_atari(env: gym.Env, noop_max: int = 30, fire_reset: bool = True) -> gym.Env:
     """The baselines Atari preprocessing around a raw (frameskip 1, grayscale) ALE env."""
+    env = RecordGameStatistics(env)  # the real, full-game score and length in frames, for the logs
     env = NoopResetEnv(env, noop_max)  # (atari 1)
     env = MaxAndSkipEnv(env, skip=4)  # (atari 2)
-    env = RecordGameStatistics(env)  # the real, full-game score, for the logs
     env = EpisodicLifeEnv(env)  # (atari 3)
     if fire_reset and "FIRE" in env.unwrapped.get_action_meanings():
         env = FireResetEnv(env)  # (atari 4)
@@ -279,7 +291,7 @@ def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "r
 # Both backends give the same (4, 84, 84) uint8 frames pixel for pixel, rewards clipped to their sign, an episode end
 # at a lost life. What differs: after a lost life the C++ game goes on (no hidden no-op and FIRE steps, the stack runs
 # on); a real reset takes 0 to 29 no-op frames, FIRE among them, and pads the stack with zeros; its frame limit counts
-# the agent's steps' frames only, and its game lengths the agent's steps only.
+# the agent's steps' frames only. Game lengths are in frames in both (as CleanRL's), the reset no-ops included.
 
 
 def ale_vector_settings(env_id: str) -> dict:
@@ -323,30 +335,29 @@ def make_ale_vector_env(env_id: str, num_envs: int, num_threads: int = 0, noop_m
 
 
 class AleVectorGameStatistics(gym.vector.VectorWrapper):
-    """The real score for the C++ env: infos["final_info"]["episode"] = {"r": returns, "l": lengths} of each whole
-    game, with the mask infos["final_info"]["_episode"], where the gymnasium backend puts them too."""
+    """The real score for the C++ env: infos["final_info"]["episode"] = {"r": returns, "l": lengths in frames} of
+    each whole game, with the mask infos["final_info"]["_episode"], where the gymnasium backend puts them too."""
 
     # the C++ env says terminated at a lost life and at game over alike; a game over (or a time limit) shows as a
-    # new `frame_number - episode_frame_number`, the frame at which the current game started
+    # new `frame_number - episode_frame_number`, the emulator's frame at which the current game started
     def reset(self, **kwargs):
         obs, infos = self.env.reset(**kwargs)
         self.game_start = infos["frame_number"] - infos["episode_frame_number"]
         self.game_return = np.zeros(self.num_envs)
-        self.game_length = np.zeros(self.num_envs, dtype=np.int64)
         return obs, infos
 
     def step(self, actions):
         obs, rewards, terminations, truncations, infos = self.env.step(actions)
         assert np.array_equal(infos["env_id"], np.arange(self.num_envs))  # (batch_size == num_envs: in order)
         self.game_return += rewards
-        self.game_length += 1
         game_start = infos["frame_number"] - infos["episode_frame_number"]
         game_over = game_start != self.game_start
-        self.game_start = game_start
         if game_over.any():
-            infos = {**infos, "final_info": {"episode": {"r": self.game_return.copy(), "l": self.game_length.copy()},
+            lengths = game_start - self.game_start  # (in frames: from the game's start to the next game's)
+            infos = {**infos, "final_info": {"episode": {"r": self.game_return.copy(), "l": lengths},
                                              "_episode": game_over}}  # fmt: skip
-            self.game_return[game_over], self.game_length[game_over] = 0.0, 0
+            self.game_return[game_over] = 0.0
+        self.game_start = game_start
         return obs, rewards, terminations, truncations, infos
 
 
@@ -394,7 +405,7 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.
 
 
 class Agent(nn.Module):
-    def __init__(self, n_actions: int, frames: int = 4):
+    def __init__(self, n_actions: int, frames: int = 4, bf16: bool = False):
         super().__init__()
         # (atari 8) the Nature-CNN, one trunk shared by actor and critic ((core 13) shared network)
         self.network = nn.Sequential(
@@ -405,10 +416,14 @@ class Agent(nn.Module):
         )  # fmt: skip
         self.actor = layer_init(nn.Linear(512, n_actions), std=0.01)  # (core 2) policy head gain 0.01
         self.critic = layer_init(nn.Linear(512, 1), std=1.0)  # (core 2) value head gain 1
+        self.bf16 = bf16
 
     def hidden(self, obs: torch.Tensor) -> torch.Tensor:
         # (atari 9) pixels scaled to [0, 1] inside the network: the buffers keep uint8 frames
-        return self.network(obs.float() / 255.0)
+        pixels = obs.float() / 255.0
+        # (speed, opt-in) the trunk in bfloat16; the heads, the losses and the optimizer stay in fp32
+        with torch.autocast(obs.device.type, torch.bfloat16, enabled=self.bf16):
+            return self.network(pixels).float()
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.hidden(obs)).squeeze(-1)
@@ -439,7 +454,9 @@ class Agent(nn.Module):
 
 
 def make_agent(args: Args, obs_space: gym.Space, action_space: gym.Space) -> Agent:
-    return Agent(int(action_space.n), obs_space.shape[0])
+    agent = Agent(int(action_space.n), obs_space.shape[0], args.bf16)
+    # (speed) channels-last weights: oneDNN's and cuDNN's fast convolutions (the inputs follow), the same arithmetic
+    return agent.to(memory_format=torch.channels_last) if args.channels_last else agent
 
 
 class RolloutBuffer:

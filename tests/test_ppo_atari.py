@@ -20,6 +20,9 @@ import ppo_atari
 BREAKOUT = "BreakoutNoFrameskip-v4"
 SPACE_INVADERS = "SpaceInvadersNoFrameskip-v4"  # 5 to 30 points per alien: clipped and real scores differ
 BACKENDS = ["gymnasium", "ale-vector"]
+# the frames of a game that short_breakout cuts: 200 (ale-vector: its limit counts the agent's frames only, the
+# reset's 0-29 no-op frames come on top)
+CUT_GAME_FRAMES = range(200, 230)
 
 
 def short_breakout() -> str:
@@ -168,7 +171,6 @@ def test_rewards_are_clipped_to_sign_and_the_logged_return_is_the_unclipped_full
     log = RewardLog(ppo_atari.make_raw_env(SPACE_INVADERS))
     env = ppo_atari.wrap_atari(log)
     env.reset(seed=0)
-    log.rewards.clear()  # (the no-op frames of the reset score nothing anyway)
     rng = np.random.default_rng(0)
     clipped, steps, lives_lost = [], 0, 0
     for _ in range(5000):
@@ -184,9 +186,9 @@ def test_rewards_are_clipped_to_sign_and_the_logged_return_is_the_unclipped_full
     assert max(log.rewards) > 1  # the raw rewards are points, 5 to 30
     assert lives_lost >= 1  # the score covers several lives
     assert info["episode"]["r"] == sum(log.rewards) > sum(clipped)
-    # the length counts every 4-frame step of the game: the agent's, the two of each fire reset and
-    # the no-op of each lost life
-    assert info["episode"]["l"] == steps + 2 + 3 * lives_lost
+    # the length counts every emulator frame of the game (as CleanRL's): the reset's no-ops, 4 per agent
+    # step, and the hidden steps of each fire reset and lost life
+    assert info["episode"]["l"] == len(log.rewards) > 4 * (steps + 2 + 3 * lives_lost)
 
 
 # --- the C++ backend -------------------------------------------------------------------------------
@@ -225,24 +227,22 @@ def test_ale_vector_life_loss_and_game_over_semantics_and_the_full_game_score():
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
     start_lives = info["lives"].copy()
     lives, frames = info["lives"].copy(), info["episode_frame_number"].copy()
-    score, length, lives_lost, games = np.zeros(2), np.zeros(2, dtype=int), np.zeros(2, dtype=int), []
+    score, lives_lost, games = np.zeros(2), np.zeros(2, dtype=int), []
     rng = np.random.default_rng(0)
     for _ in range(20000):
         obs, rewards, terminated, truncated, info = envs.step(rng.integers(6, size=2))
         score += rewards  # unclipped points
-        length += 1
         over = info["final_info"]["_episode"] if "final_info" in info else np.zeros(2, bool)
         for i in range(2):
             if over[i]:
                 # game over: reported with the real score of the whole game, and a new game begins
                 assert terminated[i] or truncated[i]
-                assert (
-                    info["final_info"]["episode"]["r"][i] == score[i]
-                    and info["final_info"]["episode"]["l"][i] == length[i]
-                )
+                assert info["final_info"]["episode"]["r"][i] == score[i]
+                # its length in frames: every frame of the game, the last step's (up to 4) included
+                assert frames[i] < info["final_info"]["episode"]["l"][i] <= frames[i] + 4
                 assert info["lives"][i] == start_lives[i] and info["episode_frame_number"][i] <= 30
                 games.append((score[i], lives_lost[i]))
-                score[i], length[i], lives_lost[i] = 0, 0, 0
+                score[i], lives_lost[i] = 0, 0
             elif terminated[i]:
                 # a lost life: the episode ends, the game goes on (frames counted on, no reset)
                 assert info["lives"][i] == lives[i] - 1
@@ -343,6 +343,58 @@ def test_without_noop_reset_every_game_starts_alike(env_backend):
 # --- the network ------------------------------------------------------------------------------------
 
 
+def breakout_frames(n: int = 16) -> tuple[gym.Env, torch.Tensor]:
+    """Real observations: the first `n` of a Breakout game played at random (and the closed env, for its spaces)."""
+    env = ppo_atari.make_env(BREAKOUT)
+    frames, rng = [env.reset(seed=0)[0]], np.random.default_rng(0)
+    for _ in range(n - 1):
+        frames.append(env.step(int(rng.integers(4)))[0])
+    env.close()
+    return env, torch.as_tensor(np.stack(frames))
+
+
+def test_the_default_agent_has_channels_last_weights_and_computes_what_the_plain_layout_does():
+    env, obs = breakout_frames()
+    torch.manual_seed(0)
+    fast = ppo_atari.make_agent(ppo_atari.Args(), env.observation_space, env.action_space)
+    plain = ppo_atari.make_agent(ppo_atari.Args(channels_last=False), env.observation_space, env.action_space)
+    plain.load_state_dict(fast.state_dict())
+    convs = [i for i, m in enumerate(fast.network) if isinstance(m, torch.nn.Conv2d)]
+    assert all(fast.network[i].weight.is_contiguous(memory_format=torch.channels_last) for i in convs)
+    assert not any(plain.network[i].weight.is_contiguous(memory_format=torch.channels_last) for i in convs)
+    with torch.no_grad():  # (the same fp32 arithmetic, up to the order of the sums)
+        torch.testing.assert_close(fast.hidden(obs), plain.hidden(obs), rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_runs_the_trunk_in_bfloat16_and_the_heads_in_fp32():
+    _, obs = breakout_frames()
+    torch.manual_seed(0)
+    half, full = ppo_atari.Agent(4, bf16=True), ppo_atari.Agent(4)
+    full.load_state_dict(half.state_dict())
+    trunk_dtypes = []
+    half.network.register_forward_hook(lambda module, inputs, output: trunk_dtypes.append(output.dtype))
+    with torch.no_grad():
+        hidden = half.hidden(obs)
+        logprob, entropy, value = half.evaluate(obs, torch.zeros(len(obs), dtype=torch.int64))
+        assert trunk_dtypes[0] == torch.bfloat16 and hidden.dtype == torch.float32
+        assert logprob.dtype == entropy.dtype == value.dtype == torch.float32
+        assert not torch.equal(hidden, full.hidden(obs))  # rounded to bfloat16's 8 bits of mantissa ...
+        torch.testing.assert_close(hidden, full.hidden(obs), rtol=0.05, atol=0.02)  # ... and no more
+
+
+def cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as cpuinfo:
+        return {flag for line in cpuinfo if line.startswith("flags") for flag in line.split(":")[1].split()}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
+def test_native_bf16_is_what_the_cpu_has(monkeypatch):
+    assert ppo_atari.native_bf16(cuda=False) == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    monkeypatch.setattr(ppo_atari, "native_bf16", lambda cuda: False)  # (as on a CPU without it)
+    with pytest.raises(ppo_atari.UsageError, match="--bf16 needs native bfloat16"):
+        ppo_atari.check_args(ppo_atari.Args(bf16=True))
+
+
 def test_network_output_shapes_and_pixel_scaling():
     torch.manual_seed(0)
     agent = ppo_atari.Agent(n_actions=6)
@@ -425,7 +477,7 @@ def test_rollout_reports_each_cut_game_and_bootstraps_it(env_backend):
     assert sorted((step, env) for step, env, _, _ in episodes) == sorted(zip(*np.nonzero(buf.truncations)))
     assert np.all(buf.truncation_values[buf.truncations == 1] != 0.0)
     assert np.all(buf.truncation_values[buf.truncations == 0] == 0.0)
-    assert all(40 <= length <= 50 for _, _, _, length in episodes)  # 200 frames, 4 per step
+    assert all(length in CUT_GAME_FRAMES for _, _, _, length in episodes)  # (in frames)
     # the rollout's frames went into the uint8 buffer as they were
     assert buf.obs.dtype == torch.uint8 and buf.obs[0].numpy().std() > 0
 
@@ -454,7 +506,7 @@ def test_truncation_value_is_the_value_of_the_true_final_observation(env_backend
     with torch.no_grad():  # off its initialization, so that its values tell frames apart more clearly
         for p in agent.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    buf = ppo_atari.RolloutBuffer(60, 2, (4, 84, 84), torch.device("cpu"))
+    buf = ppo_atari.RolloutBuffer(120, 2, (4, 84, 84), torch.device("cpu"))  # (two games cut per env, or more)
     next_obs, _ = ppo_atari.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
     envs.close()
     cuts = list(zip(*np.nonzero(buf.truncations)))
@@ -462,7 +514,7 @@ def test_truncation_value_is_the_value_of_the_true_final_observation(env_backend
     with torch.inference_mode():
         for step, i in cuts:
             final = envs.final_obs[(step, i)]
-            first = buf.obs[step + 1, i].numpy() if step + 1 < 60 else next_obs[i]  # the next game's first frames
+            first = buf.obs[step + 1, i].numpy() if step + 1 < len(buf.obs) else next_obs[i]  # the next game's start
             assert not np.array_equal(final, first)
             v_final = agent.get_value(torch.from_numpy(np.stack([final, first]))).numpy()
             # bootstrapped from V(final obs), the state the frame limit cut, not from the next game's start
@@ -624,7 +676,7 @@ def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, env_backend):
     assert set(TAGS) <= set(first)
     assert len(first["losses/value_loss"]) == 2
     assert f"|env_backend|{env_backend}|" in read_text(first_dir, "hyperparameters")
-    assert all(40 <= length <= 50 for _, length in first["charts/episodic_length"])
+    assert all(length in CUT_GAME_FRAMES for _, length in first["charts/episodic_length"])  # (frames, as CleanRL's)
     second = read_scalars(short_run(env_backend=env_backend, exp_name="again"))
     for tag in first:
         if tag != "charts/SPS":  # wall-clock speed is the one thing allowed to differ
@@ -639,17 +691,11 @@ def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, env_backend):
 def test_a_saved_agent_loads_back_with_the_same_actions_and_values(tmp_path):
     args = ppo_atari.Args(env_id=BREAKOUT)
     ppo_atari.check_args(args)
-    # real observations: the first frames of a game played at random
-    env = ppo_atari.make_env(BREAKOUT)
-    frames, rng = [env.reset(seed=0)[0]], np.random.default_rng(0)
-    for _ in range(15):
-        frames.append(env.step(int(rng.integers(4)))[0])
-    env.close()
-    obs = torch.as_tensor(np.stack(frames))
+    env, obs = breakout_frames()
     # an agent away from its initialization (non-zero biases, a policy head that prefers some actions),
     # and an optimizer with state
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(4)
+    agent = ppo_atari.make_agent(args, env.observation_space, env.action_space)
     with torch.no_grad():
         for p in agent.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -732,7 +778,7 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--capture-video"], "--capture-video needs --env-backend gymnasium"),
+        (["--capture-video", "--env-backend", "ale-vector"], "--capture-video needs --env-backend gymnasium"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be 0 or positive"),
         (
             ["--env-id", "BreakoutNoFrameskip-v5"],
