@@ -183,3 +183,17 @@ def test_bench_compares_with_finished_reference_runs(in_tmp):
         [*bench, "--reference", "x.py", "--reference-runs", reference_dir], cwd=in_tmp, capture_output=True
     )
     assert wrong.returncode == 2 and b"not allowed with" in wrong.stderr
+
+
+def test_gpu_bench_says_in_one_line_that_there_is_no_gpu_and_times_a_run(tmp_path):
+    from benchmark import gpu_bench
+
+    if not gpu_bench.torch.cuda.is_available():
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmark", "gpu_bench.py")],
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 1 and result.stdout == ""
+        assert len(result.stderr.splitlines()) == 1 and "no CUDA device" in result.stderr
+    flags = ["--num-envs", "2", "--num-steps", "64", "--update-epochs", "1", "--num-minibatches", "1"]
+    split = gpu_bench.timed_run(256, flags, str(tmp_path))  # (two rollouts, on whatever device there is)
+    assert 0 < split["env_step"] < split["rollout"] and 0 < split["update"]
+    assert split["rollout"] + split["update"] < split["total"] and split["steps_per_second"] > 0

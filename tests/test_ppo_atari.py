@@ -270,6 +270,10 @@ def test_make_envs_gives_stacked_frames_and_clipped_rewards(env_backend):
     envs.close()
 
 
+def test_the_default_backend_is_the_reference_one_that_presses_fire_after_every_lost_life():
+    assert ppo_atari.Args().env_backend == "gymnasium"  # (wrap_atari: FireResetEnv over EpisodicLifeEnv, as CleanRL)
+
+
 def test_ale_vector_settings_map_ids_to_roms_and_sticky_actions():
     ppo_atari.register_atari_envs()
     assert ppo_atari.ale_vector_settings(BREAKOUT) == {

@@ -123,6 +123,19 @@ add(P, "shared-trunk", "return self.critic(obs).squeeze(-1)", "return self.criti
 add(C, "shared-trunk", "return self.critic(obs).squeeze(-1)",
     "return self.critic[2:](self.actor_mean[:2](obs)).squeeze(-1)",
     "core 13, continuous 4: the critic reads the actor's first layer (not separate networks)")
+add(A, "default-ale-vector", 'env_backend: Literal["gymnasium", "ale-vector"] = "gymnasium"',
+    'env_backend: Literal["gymnasium", "ale-vector"] = "ale-vector"', "atari 4: the default env no longer presses FIRE after a lost life")
+add(A, "game-length-in-steps", "env = RecordGameStatistics(env)  # the real, full-game score and length in frames, for the logs\n"
+    "    env = NoopResetEnv(env, noop_max)  # (atari 1)\n    env = MaxAndSkipEnv(env, skip=4)  # (atari 2)",
+    "env = NoopResetEnv(env, noop_max)\n    env = MaxAndSkipEnv(env, skip=4)\n    env = RecordGameStatistics(env)",
+    "atari: game statistics above max-and-skip (lengths in agent steps, not CleanRL's frames)")
+add(A, "game-length-in-steps-ale", "lengths = game_start - self.game_start", "lengths = (game_start - self.game_start) // 4",
+    "atari: the C++ env's game lengths in agent steps, not frames")
+add(A, "no-channels-last", "return agent.to(memory_format=torch.channels_last) if args.channels_last else agent",
+    "return agent", "speed: the default CNN in the slow NCHW layout")
+add(A, "bf16-ignored", "enabled=self.bf16)", "enabled=False)", "speed: --bf16 does nothing")
+add(A, "bf16-heads", "return self.network(pixels).float()", "return self.network(pixels)", "bf16: heads and losses in bfloat16 too")
+add(A, "bf16-unchecked", "if args.bf16 and not native_bf16(args.cuda):", "if False:", "bf16: emulated bf16 not refused")
 add(A, "cnn-tanh", "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),",
     "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.Tanh(),", "core 13, atari 8: a tanh in the Nature-CNN")
 
