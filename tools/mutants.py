@@ -268,7 +268,7 @@ add(A, "reward-clip-to-range", "return float(np.sign(reward))", "return float(np
 add(A, "frame-stack-newest-first", "return gym.wrappers.FrameStackObservation(env, 4)",
     "return gym.wrappers.TransformObservation(gym.wrappers.FrameStackObservation(env, 4), "
     "lambda obs: np.ascontiguousarray(obs[::-1]), None)", "atari 7: frame stack newest first (gymnasium)")
-add(A, "no-pixel-scaling", "return self.network(obs.float() / 255.0)", "return self.network(obs.float())",
+add(A, "no-pixel-scaling", "pixels = obs.float() / 255.0", "pixels = obs.float()",
     "atari 9: pixels not scaled to [0, 1]")
 
 # ---- atari 1-7, ale-vector backend (make_ale_vector_env, make_envs) ---------------------------------------------
