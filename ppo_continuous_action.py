@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Literal
 
 # numpy's BLAS on one thread, like torch: the rollout's matrix products are tiny (set before numpy loads)
@@ -73,6 +74,10 @@ class Args:
     critic_learning_rate: float | None = None  # a learning rate of the critic's own (annealed alike); None: the same
     fixed_std: float | None = None  # a fixed standard deviation of the policy; None: learned, starting at 1
     tanh_mean: bool = False  # squash the policy's mean into [-1, 1] with a tanh (for actions within [-1, 1])
+    init_logstd: float = 0.0  # the learned log std's initial value (0: std 1, as CleanRL's)
+    actor_width: int = 64  # units in each of the actor's two hidden layers
+    critic_width: int = 64  # units in each of the critic's two hidden layers
+    recompute_adv: bool = False  # recompute the values, advantages and returns before every epoch, not once
 
     # filled in at runtime
     batch_size: int = 0  # num_envs * num_steps (computed)
@@ -83,8 +88,8 @@ class Args:
 # the range of every number, checked before anything is written (NaN is in none)
 RANGES = {
     "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
-                 "learning_rate", "critic_learning_rate", "fixed_std", "clip_coef", "max_grad_norm", "target_kl",
-                 "kl_beta", "kl_target"),
+                 "actor_width", "critic_width", "learning_rate", "critic_learning_rate", "fixed_std", "clip_coef",
+                 "max_grad_norm", "target_kl", "kl_beta", "kl_target"),
     "in [0, 1]": ("gamma", "gae_lambda"),
     "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "eval_episodes"),
 }  # fmt: skip
@@ -204,23 +209,25 @@ def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
     return flat
 
 
-def mlp(in_dim: int, out_dim: int, out_std: float) -> nn.Sequential:
-    # (core 13) 64-64 tanh; (core 2) hidden layers gain sqrt(2), the head its own gain
-    hidden = [layer_init(nn.Linear(in_dim, 64)), nn.Tanh(), layer_init(nn.Linear(64, 64)), nn.Tanh()]
-    return nn.Sequential(*hidden, layer_init(nn.Linear(64, out_dim), std=out_std))
+def mlp(in_dim: int, out_dim: int, out_std: float, width: int = 64) -> nn.Sequential:
+    # (core 13) 64-64 tanh (--actor-width, --critic-width); (core 2) hidden layers gain sqrt(2), the head its own
+    hidden = [layer_init(nn.Linear(in_dim, width)), nn.Tanh(), layer_init(nn.Linear(width, width)), nn.Tanh()]
+    return nn.Sequential(*hidden, layer_init(nn.Linear(width, out_dim), std=out_std))
 
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class Agent(nn.Module):
-    def __init__(self, obs_dim: int, action_dim: int, fixed_std: float | None = None, tanh_mean: bool = False):
+    def __init__(self, obs_dim: int, action_dim: int, fixed_std: float | None = None, tanh_mean: bool = False,
+                 init_logstd: float = 0.0, actor_width: int = 64, critic_width: int = 64):  # fmt: skip
         super().__init__()
         # (core 13) separate actor and critic networks; (core 2) value head gain 1, policy head gain 0.01;
         # (continuous 1) a Gaussian policy: the actor outputs its mean; (continuous 4) separate MLPs, as above
-        self.critic, self.actor_mean = mlp(obs_dim, 1, 1.0), mlp(obs_dim, action_dim, 0.01)
-        if fixed_std is None:  # (continuous 2) a state-independent log std, a parameter starting at 0
-            self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))
+        self.critic = mlp(obs_dim, 1, 1.0, critic_width)
+        self.actor_mean = mlp(obs_dim, action_dim, 0.01, actor_width)
+        if fixed_std is None:  # (continuous 2) a state-independent log std, a parameter starting at 0 (--init-logstd)
+            self.actor_logstd = nn.Parameter(torch.full((1, action_dim), float(init_logstd)))
         else:  # (option) a fixed std: a buffer, saved with the agent but not trained
             self.register_buffer("actor_logstd", torch.full((1, action_dim), math.log(fixed_std)))
         self.tanh_mean = tanh_mean
@@ -288,7 +295,8 @@ class Agent(nn.Module):
 
 
 def make_agent(args: Args, obs_space: gym.Space, action_space: gym.Space) -> Agent:
-    return Agent(obs_space.shape[0], action_space.shape[0], args.fixed_std, args.tanh_mean)
+    return Agent(obs_space.shape[0], action_space.shape[0], args.fixed_std, args.tanh_mean, args.init_logstd,
+                 args.actor_width, args.critic_width)  # fmt: skip
 
 
 class RolloutPolicy:
@@ -340,6 +348,7 @@ class RolloutBuffer:
         self.terminations = zeros()  # 1.0 where the episode reached a terminal state
         self.truncations = zeros()  # 1.0 where a time limit cut it (and it did not terminate)
         self.truncation_values = zeros()  # V(true final observation) where truncated, else 0
+        self.final_obs = zeros(*obs_shape)  # the true final observation (normalized) where truncated
 
 
 def collect_rollout(policy: RolloutPolicy, agent: Agent, envs: gym.vector.VectorEnv, next_obs: np.ndarray,
@@ -357,7 +366,7 @@ def collect_rollout(policy: RolloutPolicy, agent: Agent, envs: gym.vector.Vector
         buf.truncation_values[step] = 0.0
         if truncated.any():  # (gymnasium 1.x) cut, not ended: bootstrap from its true last observation
             final_obs = agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)  # (not merged)
-            buf.truncation_values[step, truncated] = policy.value(final_obs)
+            buf.final_obs[step, truncated], buf.truncation_values[step, truncated] = final_obs, policy.value(final_obs)
         episodes += ended_episodes(infos, step)
     # all the rollout's values in one call (the weights do not change during a rollout)
     buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:])).reshape(buf.values.shape)
@@ -377,6 +386,20 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, next_value: np.ndarray,
         last_advantage = deltas[t] + gamma * gae_lambda * continues[t] * last_advantage
         advantages[t] = last_advantage
     return advantages, advantages + values
+
+
+def rollout_advantages(policy: RolloutPolicy, buf: RolloutBuffer, next_obs: np.ndarray, args: Args,
+                       recompute: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The rollout's (advantages, returns). `recompute`: the values in `buf` first recomputed by the critic as
+    it is now (the policy's arrays are the agent's weights)."""
+    if recompute:  # (option --recompute-adv, Andrychowicz et al. 2020) the values of the critic being trained
+        buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:])).reshape(buf.values.shape)
+        truncated = buf.truncations > 0
+        buf.truncation_values[truncated] = policy.value(buf.final_obs[truncated])
+    # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
+    terminations = np.maximum(buf.terminations, buf.truncations * (not args.bootstrap_truncation))
+    return compute_gae(buf.rewards, buf.values, policy.value(next_obs), terminations, buf.truncations,
+                       buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
 
 
 def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef: float) -> torch.Tensor:
@@ -430,10 +453,11 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     return torch.optim.Adam(groups, lr=args.learning_rate, eps=1e-5, fused=True)
 
 
-def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args,
-               clip_coef: float | None = None, kl_beta: float | None = None) -> dict[str, float]:  # fmt: skip
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args, clip_coef=None,
+               kl_beta: float | None = None, recompute=None) -> dict[str, float]:  # fmt: skip
     """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`, `kl_beta`:
-    this update's (annealed, adapted) ones, else args'. (speed) Shuffles, advantage normalization and
+    this update's (annealed, adapted) ones, else args'. `recompute`: a function giving new (advantages,
+    returns), called before every epoch but the first. (speed) Shuffles, advantage normalization and
     metrics are done per epoch or once, not per minibatch."""
     agent.check_views()  # (flat parameters) what the optimizer steps is the agent
     clip_coef = args.clip_coef if clip_coef is None else clip_coef
@@ -444,6 +468,9 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     ]
     logratios = []
     for epoch in range(args.update_epochs):
+        if recompute is not None and epoch > 0:  # (option --recompute-adv) values, advantages, returns anew
+            advantages, returns = recompute()
+            batch[3:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (buf.values, advantages, returns)]
         # (core 6) shuffle the batch every epoch; row i of each [num_minibatches, minibatch_size] tensor is minibatch i
         permutation = torch.randperm(args.batch_size)
         mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
@@ -535,13 +562,10 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
             next_obs, episodes = collect_rollout(policy, agent, envs, next_obs, buf, reward_scaler)
             run.log_episodes(episodes, global_step)
             global_step += args.batch_size
-            next_value = policy.value(next_obs)
-            # without truncation bootstrapping, a time limit counts as a terminal state (the old behaviour)
-            terminations = np.maximum(buf.terminations, buf.truncations * (not args.bootstrap_truncation))
-            advantages, returns = compute_gae(buf.rewards, buf.values, next_value, terminations, buf.truncations,
-                                              buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
+            advantages, returns = rollout_advantages(policy, buf, next_obs, args)
+            recompute = partial(rollout_advantages, policy, buf, next_obs, args, True) if args.recompute_adv else None
             with run.update(iteration, global_step):
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta)
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta, recompute)
             if args.loss_type == "kl-penalty":  # (PPO-Penalty) beta adapted to this update's KL
                 kl_beta = adapt_kl_beta(kl_beta, metrics["losses/epoch_kl"], args.kl_target)
 

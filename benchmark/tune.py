@@ -11,6 +11,12 @@ progress line) is reported to Optuna, and a MedianPruner stops a trial (SIGTERM:
 its iteration) whose return is below the median of earlier trials at the same step, once 5 trials are
 complete and past the first fifth of the budget. Without progress lines (--no-progress) nothing is pruned.
 
+With several envs (`--env-id A B C --normalize a b c`), each trial trains on every env in turn and its
+objective is the mean over the envs of the return divided by that env's --normalize figure (an anchor, e.g.
+a target return); such trials are not pruned. `--space recipe` (ppo_continuous_action.py) searches the
+options that Andrychowicz et al. 2020 found to matter, around CleanRL's defaults, and --enqueue runs known
+recipes first (CleanRL's, Tianshou's, the paper's advice; see RECIPES).
+
 The study is kept in SQLite (default benchmark/out/tune_<script>_<env>.db): running the same command
 again adds --trials trials to it. It remembers the script, env, budget, seed and fixed flags it was made
 with, and refuses to mix in trials of other settings. Written: <out>/best.md (the best trials as a
@@ -18,6 +24,7 @@ Markdown table) and <out>/trials.png (each trial's objective, and the best so fa
 """
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -44,6 +51,58 @@ def flag_value(flags: list[str], flag: str, default):
     """The value a flag takes in a list of flags (its last occurrence), else `default`."""
     at = [i for i, f in enumerate(flags[:-1]) if f == flag]
     return type(default)(flags[at[-1] + 1]) if at else default
+
+
+def suggest_recipe(trial) -> dict[str, object]:
+    """(--space recipe, ppo_continuous_action.py) One trial's {flag: value} over the choices that Andrychowicz
+    et al. 2020 ("What Matters In On-Policy RL?") found to matter for continuous control, in ranges that hold
+    the anchors' recipes: the initial std (theirs: about 0.5, i.e. log-std -0.7; Tianshou's -0.5; rl-zoo3's -2),
+    a wider critic than actor (theirs: 256 vs 64), advantages recomputed every epoch, value clipping off, GAE
+    lambda 0.9, many envs (the batch stays num_envs x num_steps = 2048), the learning rate, the clip range,
+    the epochs and the value loss's weight (Tianshou's 0.25). The discount stays 0.99: one recipe for all envs."""
+    num_envs = trial.suggest_categorical("num_envs", [1, 2, 4, 8])
+    return {
+        "--num-envs": num_envs,
+        "--num-steps": 2048 // num_envs,
+        "--learning-rate": trial.suggest_float("learning_rate", 1e-4, 1e-3, log=True),
+        "--gae-lambda": trial.suggest_float("gae_lambda", 0.9, 0.99),
+        "--clip-coef": trial.suggest_float("clip_coef", 0.1, 0.3),
+        "--update-epochs": trial.suggest_int("update_epochs", 5, 15),
+        "--vf-coef": trial.suggest_float("vf_coef", 0.25, 1.0),
+        "--init-logstd": trial.suggest_float("init_logstd", -2.0, 0.0),
+        "--actor-width": trial.suggest_categorical("actor_width", [64, 256]),
+        "--critic-width": trial.suggest_categorical("critic_width", [64, 256]),
+        "--recompute-adv": trial.suggest_categorical("recompute_adv", [False, True]),
+        "--clip-vloss": trial.suggest_categorical("clip_vloss", [False, True]),
+        "--norm-adv": trial.suggest_categorical("norm_adv", [False, True]),
+    }
+
+
+# known recipes in --space recipe's terms (Optuna's parameter names), run first with --enqueue
+RECIPES = {
+    "cleanrl": dict(num_envs=1, learning_rate=3e-4, gae_lambda=0.95, clip_coef=0.2, update_epochs=10, vf_coef=0.5,
+                    init_logstd=0.0, actor_width=64, critic_width=64, recompute_adv=False, clip_vloss=True,
+                    norm_adv=True),
+    # Tianshou's MuJoCo PPO (examples/mujoco/mujoco_ppo.py): 10 envs there, 8 here
+    "tianshou": dict(num_envs=8, learning_rate=3e-4, gae_lambda=0.95, clip_coef=0.2, update_epochs=10, vf_coef=0.25,
+                     init_logstd=-0.5, actor_width=64, critic_width=64, recompute_adv=True, clip_vloss=False,
+                     norm_adv=False),
+    # Andrychowicz et al. 2020's advice for a start
+    "andrychowicz": dict(num_envs=8, learning_rate=3e-4, gae_lambda=0.9, clip_coef=0.25, update_epochs=10,
+                         vf_coef=0.5, init_logstd=-0.7, actor_width=64, critic_width=256, recompute_adv=True,
+                         clip_vloss=False, norm_adv=True),
+}  # fmt: skip
+
+
+def command_flags(params: dict[str, object]) -> list[str]:
+    """{flag: value} as command-line words; a boolean flag as --name or --no-name."""
+    words = []
+    for flag, value in params.items():
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, str(value)]
+    return words
 
 
 def suggest(trial, script: str, fixed: list[str]) -> dict[str, object]:
@@ -101,8 +160,9 @@ def run_trial(trial, command: list[str], folder: str) -> str:
     return os.path.join(folder, new)
 
 
-def study_name(script: str, env_id: str) -> str:
-    return f"{os.path.basename(script)[: -len('.py')]}_{env_id}"
+def study_name(script: str, env_id: str | list[str]) -> str:
+    envs = "+".join(env_id) if isinstance(env_id, list) else env_id
+    return f"{os.path.basename(script)[: -len('.py')]}_{envs}"
 
 
 def load_study(script: str, env_id: str, storage: str):
@@ -115,11 +175,20 @@ def load_study(script: str, env_id: str, storage: str):
         return None
 
 
-def tune(script: str, env_id: str, trials: int, budget: int, flags=(), storage: str | None = None,
-         out: str | None = None, seed: int = 1, last_episodes: int = 100, jobs: int = 1, pruner=None):  # fmt: skip
+def tune(script: str, env_id: str | list[str], trials: int, budget: int, flags=(), storage: str | None = None,
+         out: str | None = None, seed: int = 1, last_episodes: int = 100, jobs: int = 1, pruner=None,
+         normalize: list[float] | None = None, space: str = "basic", enqueue: list[str] = ()):  # fmt: skip
     """Add `trials` trials to the study of (script, env_id) in `storage`, created if new; returns the study.
+    `env_id` a list: the normalized multi-env objective above (`normalize`: one figure per env).
     `pruner`: an Optuna pruner instead of the median pruner described above."""
     import optuna
+
+    env_ids = env_id if isinstance(env_id, list) else [env_id]
+    normalize = list(normalize or [1.0] * len(env_ids))
+    if len(normalize) != len(env_ids):
+        raise ValueError(f"{len(env_ids)} envs but {len(normalize)} --normalize figures")
+    if len(env_ids) > 1:  # a trial's envs in turn: nothing comparable to prune on before its end
+        pruner = pruner or optuna.pruners.NopPruner()
 
     name = study_name(script, env_id)
     storage = storage or f"sqlite:///{os.path.join(ROOT, 'benchmark', 'out', f'tune_{name}.db')}"
@@ -129,6 +198,8 @@ def tune(script: str, env_id: str, trials: int, budget: int, flags=(), storage: 
         os.makedirs(os.path.dirname(os.path.abspath(storage[len("sqlite:///") :])), exist_ok=True)
     settings = {"script": os.path.basename(script), "env_id": env_id, "budget": budget, "seed": seed,
                 "flags": list(flags), "last_episodes": last_episodes}  # fmt: skip
+    if len(env_ids) > 1 or space != "basic":
+        settings.update(normalize=normalize, space=space)
     earlier = load_study(script, env_id, storage)
     study = optuna.create_study(
         study_name=name,
@@ -147,18 +218,27 @@ def tune(script: str, env_id: str, trials: int, budget: int, flags=(), storage: 
                              "give another --storage for other settings")  # fmt: skip
 
     def objective(trial) -> float:
-        params = suggest(trial, script, list(flags))
+        params = suggest_recipe(trial) if space == "recipe" else suggest(trial, script, list(flags))
         trial.set_user_attr("flags", {flag: float(f"{value:.6g}") if isinstance(value, float) else value
                                       for flag, value in params.items()})  # fmt: skip
-        command = [sys.executable, os.path.join(ROOT, script), "--env-id", env_id, "--seed", str(seed),
-                   "--total-timesteps", str(budget), "--no-save-model", *flags,
-                   *[str(item) for pair in params.items() for item in pair]]  # fmt: skip
-        run_dir = run_trial(trial, command, os.path.join(out, f"trial_{trial.number}"))
-        returns = [value for _, value in read_scalars(run_dir).get("charts/episodic_return", [])]
-        if not returns:
-            raise TrialFailed(f"no episode ended in {budget} steps")
-        return float(np.mean(returns[-last_episodes:]))
+        scores = {}
+        for env, scale in zip(env_ids, normalize):
+            command = [sys.executable, os.path.join(ROOT, script), "--env-id", env, "--seed", str(seed),
+                       "--total-timesteps", str(budget), "--no-save-model", *flags, *command_flags(params)]  # fmt: skip
+            folder = os.path.join(out, f"trial_{trial.number}", *[env] * (len(env_ids) > 1))
+            os.makedirs(folder, exist_ok=True)
+            run_dir = run_trial(trial, command, folder)
+            returns = [value for _, value in read_scalars(run_dir).get("charts/episodic_return", [])]
+            if not returns:
+                raise TrialFailed(f"no episode of {env} ended in {budget} steps")
+            scores[env] = float(np.mean(returns[-last_episodes:]))
+        trial.set_user_attr("returns", scores)
+        return float(np.mean([scores[env] / scale for env, scale in zip(env_ids, normalize)]))
 
+    done = {json.dumps(t.params, sort_keys=True) for t in study.trials}
+    for name in enqueue:  # known recipes first (once per study)
+        if json.dumps(RECIPES[name], sort_keys=True) not in done:
+            study.enqueue_trial(RECIPES[name], user_attrs={"recipe": name})
     study.optimize(objective, n_trials=trials, n_jobs=jobs, catch=(TrialFailed,))
     return study
 
@@ -181,11 +261,13 @@ def best_table(study, k: int = 5) -> str:
     if not complete:
         return "\n".join(lines + ["No complete trial."])
     flags = list(complete[0].user_attrs["flags"])
-    lines.append("| trial | objective | " + " | ".join(f"`{flag}`" for flag in flags) + " |")
-    lines.append("|---|---|" + "---|" * len(flags))
+    envs = list(complete[0].user_attrs.get("returns", {})) if isinstance(attrs.get("env_id"), list) else []
+    lines.append("| trial | objective | " + " | ".join(envs + [f"`{flag}`" for flag in flags]) + " |")
+    lines.append("|---|---|" + "---|" * (len(envs) + len(flags)))
     for trial in complete:
-        values = [format(trial.user_attrs["flags"].get(flag, ""), ".4g") for flag in flags]
-        lines.append(f"| {trial.number} | {trial.value:.2f} | " + " | ".join(values) + " |")
+        values = [format(trial.user_attrs["returns"][env], ".0f") for env in envs]
+        values += [format(trial.user_attrs["flags"].get(flag, ""), ".4g") for flag in flags]
+        lines.append(f"| {trial.number} | {trial.value:.{3 if envs else 2}f} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
@@ -216,7 +298,10 @@ def plot_trials(study, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("script", help="the script to tune, e.g. ppo.py")
-    parser.add_argument("--env-id", required=True)
+    parser.add_argument("--env-id", required=True, nargs="+", help="one env, or several for a normalized objective")
+    parser.add_argument("--normalize", type=float, nargs="+", help="per env: its return is divided by this figure")
+    parser.add_argument("--space", choices=["basic", "recipe"], default="basic", help="the search space (see suggest*)")
+    parser.add_argument("--enqueue", nargs="+", default=[], choices=list(RECIPES), help="known recipes to run first")
     parser.add_argument("--trials", type=int, default=20, help="trials to add to the study")
     parser.add_argument("--budget", type=int, default=100_000, help="environment steps per trial")
     parser.add_argument("--seed", type=int, default=1, help="the seed of every trial")
@@ -227,12 +312,13 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time")
     cli, flags = parse_args_and_flags(parser)
+    cli.env_id = cli.env_id[0] if len(cli.env_id) == 1 else cli.env_id
 
     out = os.path.abspath(
         cli.out or os.path.join(ROOT, "benchmark", "out", f"tune_{study_name(cli.script, cli.env_id)}")
     )
-    study = tune(cli.script, cli.env_id, cli.trials, cli.budget, flags, cli.storage, out, cli.seed,
-                 cli.last_episodes, cli.jobs)  # fmt: skip
+    study = tune(cli.script, cli.env_id, cli.trials, cli.budget, flags, cli.storage, out, cli.seed, cli.last_episodes,
+                 cli.jobs, normalize=cli.normalize, space=cli.space, enqueue=cli.enqueue)  # fmt: skip
     text = best_table(study)
     with open(os.path.join(out, "best.md"), "w") as f:
         f.write(text + "\n")

@@ -32,6 +32,9 @@ PER_SCRIPT = {
         ("critic_learning_rate", INF, "finite"),
         ("fixed_std", 0.0, "positive"),
         ("fixed_std", INF, "finite"),
+        ("actor_width", 0, "positive"),
+        ("critic_width", -64, "positive"),
+        ("init_logstd", NAN, "finite"),
     ],  # fmt: skip
     "ppo_atari": [],
 }

@@ -508,3 +508,101 @@ def test_the_rollout_restarts_the_scalers_discounted_return_at_every_episode_end
         ends = np.flatnonzero(np.maximum(buf.terminations[:, env], buf.truncations[:, env]))
         since = 23 - 1 - ends[-1]  # steps after the last episode end
         assert scaler.returns[env] == pytest.approx(sum(gamma**k for k in range(since))), (env, ends)
+
+
+def test_recipe_options_set_the_initial_std_and_the_widths_and_the_rollout_policy_follows():
+    envs = ppo.make_envs("Hopper-v4", 1)
+    agent = ppo.make_agent(ppo.Args(init_logstd=-0.5, actor_width=32, critic_width=128),
+                           envs.single_observation_space, envs.single_action_space)  # fmt: skip
+    envs.close()
+    assert [m.out_features for m in agent.actor_mean if isinstance(m, torch.nn.Linear)] == [32, 32, 3]
+    assert [m.out_features for m in agent.critic if isinstance(m, torch.nn.Linear)] == [128, 128, 1]
+    assert torch.all(agent.actor_logstd == -0.5) and agent.actor_logstd.requires_grad  # (still learned)
+    # the rollout's samples have that std, and its numpy networks are the torch ones at these widths
+    policy = ppo.RolloutPolicy(agent, seed=0)
+    obs = np.random.default_rng(1).normal(size=(4000, 11)).astype(np.float32)
+    action, logprob = policy.act(obs)
+    np.testing.assert_allclose((action - policy.mean(obs)).std(0), np.exp(-0.5), rtol=0.05)
+    with torch.no_grad():
+        t_obs = torch.from_numpy(obs)
+        np.testing.assert_allclose(policy.value(obs), agent.get_value(t_obs), rtol=1e-5, atol=1e-5)
+        expected = normal(agent, t_obs).log_prob(torch.from_numpy(action)).sum(-1)
+    np.testing.assert_allclose(logprob, expected, rtol=1e-5, atol=1e-5)
+
+
+def truncated_rollout(agent: ppo.Agent, args: ppo.Args):
+    """A rollout of `args`' env (cut at 5 steps) with `agent`: (policy, buffer, observation after it)."""
+    envs = ppo.make_envs(args.env_id, args.num_envs)
+    policy = ppo.RolloutPolicy(agent, seed=0)
+    buf = ppo.RolloutBuffer(args.num_steps, args.num_envs, (4,), (1,))
+    obs = agent.normalize_obs(envs.reset(seed=0)[0], update=True)
+    scaler = ppo.RewardScaler(agent.return_rms, args.num_envs, args.gamma)
+    next_obs, _ = ppo.collect_rollout(policy, agent, envs, obs, buf, scaler)
+    envs.close()
+    return policy, buf, next_obs
+
+
+def test_recompute_adv_refreshes_values_advantages_and_returns_before_every_epoch_but_the_first():
+    args = ppo.Args(env_id="InvertedPendulumLimit5-v4", num_envs=2, num_steps=32, num_minibatches=2, update_epochs=3)
+    ppo.check_args(args)
+    agent = perturbed_agent(4, 1, fixed_std=1e-3)
+    with torch.no_grad():  # actions near 0 keep the pole up: the episodes are cut at 5 steps, not ended
+        agent.actor_mean[4].weight.zero_()
+        agent.actor_mean[4].bias.zero_()
+    policy, buf, next_obs = truncated_rollout(agent, args)
+    assert buf.truncations.sum() >= 4
+    # with the critic of the rollout, recomputing changes nothing (the final observations were kept) ...
+    for fresh, kept in zip(ppo.rollout_advantages(policy, buf, next_obs, args, recompute=True),
+                           ppo.rollout_advantages(policy, buf, next_obs, args)):  # fmt: skip
+        np.testing.assert_allclose(fresh, kept, rtol=1e-6, atol=1e-6)
+    # ... with a moved critic, every value is the critic's now, the cut episodes' final ones too
+    before = buf.truncation_values.copy()
+    with torch.no_grad():
+        agent.critic[4].bias += 1.0
+        agent.critic[2].weight.mul_(1.5)
+    advantages, returns = ppo.rollout_advantages(policy, buf, next_obs, args, recompute=True)
+    cut = buf.truncations > 0
+    with torch.no_grad():
+        values = agent.get_value(torch.from_numpy(buf.obs)).numpy()
+        final_values = np.where(cut, agent.get_value(torch.from_numpy(buf.final_obs)).numpy(), 0.0)
+        next_value = agent.get_value(torch.from_numpy(next_obs)).numpy()
+    assert not np.allclose(final_values[cut], before[cut])
+    np.testing.assert_allclose(buf.values, values, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(buf.truncation_values, final_values, rtol=1e-5, atol=1e-5)
+    expected = ppo.compute_gae(buf.rewards, values, next_value, buf.terminations, buf.truncations, final_values,
+                               args.gamma, args.gae_lambda)  # fmt: skip
+    np.testing.assert_allclose(advantages, expected[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(returns, expected[1], rtol=1e-4, atol=1e-5)
+
+    # an update of 3 epochs with recompute is 3 one-epoch updates, each on advantages of the critic of its start
+    twin, twin_buf = copy.deepcopy(agent), copy.deepcopy(buf)
+    twin_policy = ppo.RolloutPolicy(twin, seed=0)
+    one_epoch = ppo.Args(**{**vars(args), "update_epochs": 1})
+    torch.manual_seed(3)
+    optimizer = ppo.make_optimizer(agent, args)
+    recompute = lambda: ppo.rollout_advantages(policy, buf, next_obs, args, recompute=True)  # noqa: E731
+    ppo.ppo_update(
+        agent, optimizer, buf, *ppo.rollout_advantages(policy, buf, next_obs, args), args, recompute=recompute
+    )
+    torch.manual_seed(3)
+    twin_optimizer = ppo.make_optimizer(twin, args)
+    for epoch in range(3):
+        adv, ret = ppo.rollout_advantages(twin_policy, twin_buf, next_obs, args, recompute=epoch > 0)
+        ppo.ppo_update(twin, twin_optimizer, twin_buf, adv, ret, one_epoch)
+    for mine, theirs in zip(agent.flat_params, twin.flat_params):
+        torch.testing.assert_close(mine, theirs)
+    assert not torch.equal(agent.flat_params[1], copy.deepcopy(agent).flat_params[1] * 0)  # (sanity: trained)
+
+
+@pytest.mark.parametrize("recompute_adv", [False, True])
+def test_train_recomputes_advantages_only_with_the_flag(in_tmp, monkeypatch, recompute_adv):
+    calls = []
+    original = ppo.rollout_advantages
+
+    def counted(*args, **kwargs):
+        calls.append(bool(kwargs.get("recompute", args[4] if len(args) > 4 else False)))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ppo, "rollout_advantages", counted)
+    short_run(recompute_adv=recompute_adv)  # 4 iterations of 4 epochs
+    assert calls == ([False, True, True, True] if recompute_adv else [False]) * 4

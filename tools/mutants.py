@@ -42,12 +42,17 @@ add(A, "one-env-gymnasium", "[lambda i=i: env_fn(i) for i in range(num_envs)],",
     "[lambda i=i: env_fn(i) for i in range(1)],", "core 1: one env instead of --num-envs (gymnasium backend)")
 
 add(P, "policy-gain", "mlp(obs_dim, n_actions, 0.01)", "mlp(obs_dim, n_actions, 1.0)", "core 2: policy head gain 0.01 -> 1")
-add(C, "policy-gain", "mlp(obs_dim, action_dim, 0.01)", "mlp(obs_dim, action_dim, 1.0)", "core 2: policy head gain 0.01 -> 1")
+add(C, "policy-gain", "mlp(obs_dim, action_dim, 0.01, actor_width)", "mlp(obs_dim, action_dim, 1.0, actor_width)",
+    "core 2: policy head gain 0.01 -> 1")
 add(A, "policy-gain", "layer_init(nn.Linear(512, n_actions), std=0.01)", "layer_init(nn.Linear(512, n_actions), std=1.0)",
     "core 2: policy head gain 0.01 -> 1")
-add(PC, "value-gain", "mlp(obs_dim, 1, 1.0)", "mlp(obs_dim, 1, 0.01)", "core 2: value head gain 1 -> 0.01")
-add(PC, "hidden-gain", "layer_init(nn.Linear(64, 64)), nn.Tanh()]", "layer_init(nn.Linear(64, 64), std=1.0), nn.Tanh()]",
+add(P, "value-gain", "mlp(obs_dim, 1, 1.0)", "mlp(obs_dim, 1, 0.01)", "core 2: value head gain 1 -> 0.01")
+add(C, "value-gain", "mlp(obs_dim, 1, 1.0, critic_width)", "mlp(obs_dim, 1, 0.01, critic_width)",
+    "core 2: value head gain 1 -> 0.01")
+add(P, "hidden-gain", "layer_init(nn.Linear(64, 64)), nn.Tanh()]", "layer_init(nn.Linear(64, 64), std=1.0), nn.Tanh()]",
     "core 2: hidden layer gain sqrt(2) -> 1")
+add(C, "hidden-gain", "layer_init(nn.Linear(width, width)), nn.Tanh()]",
+    "layer_init(nn.Linear(width, width), std=1.0), nn.Tanh()]", "core 2: hidden layer gain sqrt(2) -> 1")
 add(A, "value-gain", "layer_init(nn.Linear(512, 1), std=1.0)", "layer_init(nn.Linear(512, 1), std=0.01)",
     "core 2: value head gain 1 -> 0.01")
 add(ALL, "bias", "torch.nn.init.constant_(layer.bias, bias_const)", "torch.nn.init.constant_(layer.bias, 0.1)",
@@ -218,8 +223,9 @@ add(C, "eval-updates-stats", "self.normalize_obs(obs[None], update=False)", "sel
 # ---- continuous 1-9 ------------------------------------------------------------------------------------------
 add(C, "sample-no-mean", "action = mean + np.exp(self.logstd) * noise", "action = np.exp(self.logstd) * noise",
     "continuous 1: the rollout's actions ignore the actor's mean")
-add(C, "logstd-not-learned", "self.actor_logstd = nn.Parameter(torch.zeros(1, action_dim))",
-    'self.register_buffer("actor_logstd", torch.zeros(1, action_dim))', "continuous 2: the log-std not learned")
+add(C, "logstd-not-learned", "self.actor_logstd = nn.Parameter(torch.full((1, action_dim), float(init_logstd)))",
+    'self.register_buffer("actor_logstd", torch.full((1, action_dim), float(init_logstd)))',
+    "continuous 2: the log-std not learned")
 add(C, "logprob-mean", "((action - mean) * torch.exp(-logstd)).square().sum(-1)",
     "((action - mean) * torch.exp(-logstd)).square().mean(-1)",
     "continuous 3: log-probability averaged over the action dimensions, not summed")
@@ -245,6 +251,24 @@ add(C, "reward-scale-var", "return x / np.sqrt(self.views[1] + 1e-8)", "return x
     "continuous 8: rewards scaled by the variance, not the std")
 add(C, "no-reward-clip", "return np.minimum(np.maximum(scaled, -10.0), 10.0)", "return scaled",
     "continuous 9: no reward clipping")
+
+# ---- continuous: the tuned recipe's options (issue 16) ------------------------------------------------------
+add(C, "init-logstd-ignored", "torch.full((1, action_dim), float(init_logstd))", "torch.zeros(1, action_dim)",
+    "--init-logstd: the log std starts at 0 whatever the flag")
+add(C, "widths-swapped", "args.actor_width, args.critic_width)", "args.critic_width, args.actor_width)",
+    "--actor-width/--critic-width: each network gets the other's width")
+add(C, "recompute-never", "if recompute is not None and epoch > 0:", "if False:",
+    "--recompute-adv: the advantages of the rollout kept for every epoch")
+add(C, "recompute-not-truncation-values", "buf.truncation_values[truncated] = policy.value(buf.final_obs[truncated])",
+    "pass", "--recompute-adv: the cut episodes' final values left as the rollout's")
+add(C, "final-obs-not-kept", "buf.final_obs[step, truncated], buf.truncation_values[step, truncated] = final_obs, ",
+    "buf.truncation_values[step, truncated] = ", "--recompute-adv: the cut episodes' final observations not kept")
+add(C, "recompute-old-value-anchor",
+    "batch[3:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (buf.values, advantages, returns)]",
+    "batch[4:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (advantages, returns)]",
+    "--recompute-adv: the value clipping still around the rollout's values")
+add(C, "recompute-flag-unwired", "if args.recompute_adv else None", "if False else None",
+    "--recompute-adv: train never passes the recompute")
 
 # ---- atari 1-9, gymnasium backend (wrap_atari and its wrappers) ------------------------------------------------
 add(A, "no-noop-reset", "env = NoopResetEnv(env, noop_max)", "env = env", "atari 1: no-op reset removed (gymnasium)")
