@@ -197,3 +197,30 @@ def test_gpu_bench_says_in_one_line_that_there_is_no_gpu_and_times_a_run(tmp_pat
     split = gpu_bench.timed_run(256, flags, str(tmp_path))  # (two rollouts, on whatever device there is)
     assert 0 < split["env_step"] < split["rollout"] and 0 < split["update"]
     assert split["rollout"] + split["update"] < split["total"] and split["steps_per_second"] > 0
+
+
+def test_tuner_objective_over_several_envs_is_the_mean_normalized_return_and_recipes_run_first(in_tmp):
+    from optuna.trial import TrialState
+
+    storage = f"sqlite:///{in_tmp / 'recipe.db'}"
+    envs = ["Pendulum-v1", "InvertedPendulum-v4"]
+    settings = dict(budget=2048, storage=storage, out=str(in_tmp / "recipe"), last_episodes=20,
+                    normalize=[-1000.0, 50.0], space="recipe", enqueue=["cleanrl", "tianshou"])  # fmt: skip
+    study = tune.tune("ppo_continuous_action.py", envs, 2, flags=["--num-minibatches", "4"], **settings)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
+    for trial, recipe in zip(study.trials, ["cleanrl", "tianshou"]):  # the known recipes, in the order given
+        assert trial.params == tune.RECIPES[recipe] and trial.user_attrs["recipe"] == recipe
+        returns = trial.user_attrs["returns"]
+        assert trial.value == pytest.approx((returns[envs[0]] / -1000.0 + returns[envs[1]] / 50.0) / 2)
+        for env in envs:  # each env trained in the trial's own folder, with the trial's flags
+            log = open(in_tmp / "recipe" / f"trial_{trial.number}" / env / "log.txt").read()
+            assert "step 2048/2048" in log
+    flags = study.trials[1].user_attrs["flags"]
+    assert flags["--num-envs"] * flags["--num-steps"] == 2048 and flags["--recompute-adv"] is True
+    assert tune.command_flags({"--recompute-adv": True, "--norm-adv": False, "--num-envs": 8}) == [
+        "--recompute-adv", "--no-norm-adv", "--num-envs", "8"]  # fmt: skip
+    # resumed: the recipes are not run again, the sampler's trials follow
+    resumed = tune.tune("ppo_continuous_action.py", envs, 1, flags=["--num-minibatches", "4"], **settings)
+    assert len(resumed.trials) == 3 and "recipe" not in resumed.trials[2].user_attrs
+    text = tune.best_table(resumed)
+    assert "| trial | objective | Pendulum-v1 | InvertedPendulum-v4 | `--num-envs` |" in text
