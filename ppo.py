@@ -85,6 +85,8 @@ RANGES = {
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
 RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
                "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+# named sets of defaults for --recipe (none in this script)
+RECIPES: dict[str, dict] = {}
 
 
 def check_env(args: Args) -> None:
@@ -716,10 +718,19 @@ class Run:
         print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
 
 
+def recipe_defaults(argv: list[str]) -> Args:
+    """The defaults of the recipe that `--recipe NAME` picks in `argv` (RECIPES); the flags given still win."""
+    name = None
+    for i, word in enumerate(argv):
+        if word == "--recipe" and i + 1 < len(argv) or word.startswith("--recipe="):
+            name = word.split("=", 1)[1] if "=" in word else argv[i + 1]
+    return Args(**RECIPES.get(name, {}))
+
+
 def main() -> None:
     import tyro
 
-    args = tyro.cli(Args)
+    args = tyro.cli(Args, default=recipe_defaults(sys.argv[1:]))
     try:
         if args.eval_checkpoint is not None:  # evaluate a saved policy and exit: no training, no run directory
             check_numbers(args)

@@ -71,6 +71,7 @@ class Args:
     bootstrap_truncation: bool = True  # bootstrap time-limit truncations from V(final obs); off: as deaths
 
     # Options, each off by default
+    recipe: Literal["cleanrl", "tuned"] = "cleanrl"  # a set of defaults: "tuned" for MuJoCo (RECIPES); flags still win
     critic_learning_rate: float | None = None  # a learning rate of the critic's own (annealed alike); None: the same
     fixed_std: float | None = None  # a fixed standard deviation of the policy; None: learned, starting at 1
     tanh_mean: bool = False  # squash the policy's mean into [-1, 1] with a tanh (for actions within [-1, 1])
@@ -96,6 +97,19 @@ RANGES = {
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
 RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
                "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+# named sets of defaults for --recipe; "tuned": found by benchmark/tune.py (README, "A tuned recipe")
+RECIPES: dict[str, dict] = {
+    "tuned": dict(
+        recipe="tuned",
+        num_envs=8,
+        num_steps=256,
+        vf_coef=0.25,
+        init_logstd=-0.5,
+        recompute_adv=True,
+        clip_vloss=False,
+        norm_adv=False,
+    ),
+}
 
 
 def check_env(args: Args) -> None:
@@ -854,10 +868,19 @@ class Run:
         print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
 
 
+def recipe_defaults(argv: list[str]) -> Args:
+    """The defaults of the recipe that `--recipe NAME` picks in `argv` (RECIPES); the flags given still win."""
+    name = None
+    for i, word in enumerate(argv):
+        if word == "--recipe" and i + 1 < len(argv) or word.startswith("--recipe="):
+            name = word.split("=", 1)[1] if "=" in word else argv[i + 1]
+    return Args(**RECIPES.get(name, {}))
+
+
 def main() -> None:
     import tyro
 
-    args = tyro.cli(Args)
+    args = tyro.cli(Args, default=recipe_defaults(sys.argv[1:]))
     try:
         if args.eval_checkpoint is not None:  # evaluate a saved policy and exit: no training, no run directory
             check_numbers(args)

@@ -4,6 +4,7 @@ hand-made rewards, truncation bootstrapping on a real MuJoCo env, determinism, l
 the options, and one short learning run."""
 
 import copy
+import glob
 import os
 
 import gymnasium as gym
@@ -606,3 +607,17 @@ def test_train_recomputes_advantages_only_with_the_flag(in_tmp, monkeypatch, rec
     monkeypatch.setattr(ppo, "rollout_advantages", counted)
     short_run(recompute_adv=recompute_adv)  # 4 iterations of 4 epochs
     assert calls == ([False, True, True, True] if recompute_adv else [False]) * 4
+
+
+def test_recipe_tuned_sets_its_defaults_and_the_flags_given_still_win(tmp_path):
+    result = run_script("ppo_continuous_action.py", "--recipe", "tuned", "--num-envs", "2", "--num-steps", "64",
+                        "--total-timesteps", "128", "--no-progress", cwd=str(tmp_path))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    table = dict(line.strip("|").split("|") for line in read_text(run_dir, "hyperparameters").splitlines()[2:])
+    for name, value in ppo.RECIPES["tuned"].items():
+        if name not in ("num_envs", "num_steps"):
+            assert table[name] == str(value), name
+    assert (table["num_envs"], table["num_steps"]) == ("2", "64")  # given: not the recipe's
+    assert table["learning_rate"] == str(ppo.Args().learning_rate)  # not in the recipe: CleanRL's
+    assert ppo.RECIPES["tuned"]["recipe"] == "tuned" and ppo.Args().recipe == "cleanrl"

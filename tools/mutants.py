@@ -267,6 +267,8 @@ add(C, "recompute-old-value-anchor",
     "batch[3:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (buf.values, advantages, returns)]",
     "batch[4:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (advantages, returns)]",
     "--recompute-adv: the value clipping still around the rollout's values")
+add(C, "recipe-ignored", "return Args(**RECIPES.get(name, {}))", "return Args()",
+    "--recipe: the recipe's defaults not applied")
 add(C, "recompute-flag-unwired", "if args.recompute_adv else None", "if False else None",
     "--recompute-adv: train never passes the recompute")
 
