@@ -10,10 +10,15 @@ ppo_continuous_action.py on InvertedDoublePendulum-v4 at a reduced budget, ppo_a
 given with --atari-run); (b) the policy objective, --loss-type clip / kl-penalty / pg; (c) the clip range
 0.1 / 0.2 / 0.3; (d) truncation bootstrapping on and off; (b)-(d) on CartPole-v1 (ppo.py) and
 InvertedPendulum-v4 (ppo_continuous_action.py); (e) an Optuna study of ppo.py on CartPole-v1
-(benchmark/tune.py), grown to --tune-trials trials. The runs go through benchmark/experiments.py into
+(benchmark/tune.py), grown to --tune-trials trials; (f) ppo_continuous_action.py's tuned MuJoCo recipe (`--recipe
+tuned`) against its defaults on fresh seeds (--recipe-seeds), with the study that found it (benchmark/tune.py's
+default storage). The runs go through benchmark/experiments.py into
 --out, where complete runs are reused: the page can be regenerated without training again, and a stopped
 command resumes. A variant whose flags a script does not have is left out, and the page says so. The page
-goes to --page, its PNGs into results/ beside it.
+goes to --page, its PNGs into results/ beside it. `--only KEY ...` trains and rewrites those sections alone
+(keys: defaults, objective, clip_range, truncation, recipe), keeping the rest of the page as it is.
+
+    python benchmark/results.py --only recipe --out benchmark/out/recipe
 """
 
 import argparse
@@ -48,6 +53,12 @@ class Experiment:
     text: str
     targets: list  # (script, env id, flags of all its runs)
     variants: dict  # variant name -> its flags
+    seeds: list | None = None  # its own seeds (else --seeds)
+
+
+# (f): the envs of the study that found the recipe, then two it never saw
+RECIPE_ENVS = ["InvertedDoublePendulum-v4", "Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "Swimmer-v4"]
+RECIPE_STUDY = ("InvertedDoublePendulum-v4", "Hopper-v4", "HalfCheetah-v4")
 
 
 def experiments(cli) -> list[Experiment]:
@@ -78,6 +89,12 @@ def experiments(cli) -> list[Experiment]:
                    "`--no-bootstrap-truncation` treats it as a terminal state (the old behaviour). CartPole-v1 "
                    "truncates at 500 steps, InvertedPendulum-v4 at 1000, so it matters once the pole stays up.",
                    [cartpole, pendulum], {"bootstrap (default)": [], "no bootstrap": ["--no-bootstrap-truncation"]}),
+        Experiment("recipe", "(f) A tuned recipe for MuJoCo",
+                   "ppo_continuous_action.py at its defaults (CleanRL's) and with `--recipe tuned` (README, \"A tuned "
+                   f"recipe for MuJoCo\"), {cli.recipe_steps:,} steps, on seeds that no trial of the study used. "
+                   f"The study tuned on {', '.join(RECIPE_STUDY)}; the other envs are new to the recipe.",
+                   [("ppo_continuous_action.py", env, ["--total-timesteps", str(cli.recipe_steps)])
+                    for env in RECIPE_ENVS], {"defaults": [], "tuned": ["--recipe", "tuned"]}, cli.recipe_seeds),
     ]  # fmt: skip
 
 
@@ -90,7 +107,7 @@ def plan(experiment: Experiment, seeds) -> tuple[list, list[str]]:
             if missing:
                 notes.append(f"Not run: `{name}` with {script}, which has no {', '.join(f'`{f}`' for f in missing)}.")
             else:
-                labelled += grid([(script, env_id, flags)], {name: variant_flags}, seeds)
+                labelled += grid([(script, env_id, flags)], {name: variant_flags}, experiment.seeds or seeds)
     return labelled, notes
 
 
@@ -129,6 +146,35 @@ def section(experiment: Experiment, labelled, notes, extra_rows, out: str, image
     return lines
 
 
+def recipe_study_section(images: str, page_dir: str) -> list[str]:
+    """The multi-env study behind --recipe tuned, from benchmark/tune.py's default storage, if it is there."""
+    name = tune.study_name("ppo_continuous_action.py", list(RECIPE_STUDY))
+    storage = f"sqlite:///{os.path.join(ROOT, 'benchmark', 'out', f'tune_{name}.db')}"
+    study = tune.load_study("ppo_continuous_action.py", list(RECIPE_STUDY), storage)
+    if study is None:
+        return ["The study: not found in benchmark/out/ (run the README's tune.py command).", ""]
+    path = os.path.join(images, "recipe_study.png")
+    tune.plot_trials(study, path)
+    return [
+        "### The study",
+        "",
+        tune.best_table(study, k=8),
+        "",
+        f"![the study]({os.path.relpath(path, page_dir)})",
+        "",
+    ]
+
+
+def splice(page: str, sections: dict[str, list[str]]) -> list[str]:
+    """The lines of the page at `page` with the sections titled as `sections`' keys replaced (or appended)."""
+    lines = open(page).read().split("\n") if os.path.isfile(page) else ["# Benchmark results", ""]
+    starts = [i for i, line in enumerate(lines) if line.startswith("## ")] + [len(lines)]
+    head, blocks = lines[: starts[0]], {lines[a]: lines[a:b] for a, b in zip(starts, starts[1:])}
+    for title, section_lines in sections.items():
+        blocks[title] = section_lines
+    return head + [line for block in blocks.values() for line in block]
+
+
 def tuning_section(cli, out: str, images: str, page_dir: str, jobs: int) -> list[str]:
     lines = ["## (e) Hyperparameter tuning", "",
              "An Optuna study (TPE sampler, median pruner) of ppo.py on CartPole-v1 over the learning rate, discount, "
@@ -164,6 +210,9 @@ def main() -> None:
     )
     parser.add_argument("--tune-trials", type=int, default=20, help="trials the tuning study grows to")
     parser.add_argument("--tune-steps", type=int, default=100_000, help="steps per tuning trial")
+    parser.add_argument("--recipe-steps", type=int, default=1_000_000, help="steps per run of (f)")
+    parser.add_argument("--recipe-seeds", type=int, nargs="+", default=[11, 12, 13], help="the seeds of (f)")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="rewrite these sections only (see above)")
     parser.add_argument("--atari-run", nargs="+", default=[], help="ppo_atari.py run directories to report in (a)")
     parser.add_argument("--jobs", type=int, help="runs at a time (default: the CPUs this process may use)")
     parser.add_argument("--no-run", action="store_true", help="train nothing: report the complete runs")
@@ -178,6 +227,7 @@ def main() -> None:
     if cli.quick:
         cli.seeds, cli.tune_trials = cli.seeds[:2], min(cli.tune_trials, 2)
         cli.cartpole_steps = cli.pendulum_steps = cli.double_pendulum_steps = cli.tune_steps = 4096
+        cli.recipe_steps, cli.recipe_seeds = 4096, cli.recipe_seeds[:2]
     default_out = os.path.join(ROOT, "benchmark", "out", "results-quick" if cli.quick else "results")
     out = os.path.abspath(cli.out or default_out)
     default_page = os.path.join(default_out if cli.quick else os.path.join(ROOT, "benchmark"), "RESULTS.md")
@@ -187,7 +237,8 @@ def main() -> None:
     os.makedirs(images, exist_ok=True)
     jobs = cli.jobs or cpus()
 
-    plans = [(experiment, *plan(experiment, cli.seeds)) for experiment in experiments(cli)]
+    chosen = [e for e in experiments(cli) if cli.only is None or e.key in cli.only]
+    plans = [(experiment, *plan(experiment, cli.seeds)) for experiment in chosen]
     if not cli.no_run:
         counts = run_all([run for _, labelled, _ in plans for _, run in labelled], out, jobs)
         print(f"{counts['ran']} ran, {counts['done']} complete before, {counts['failed']} failed", flush=True)
@@ -213,6 +264,7 @@ def main() -> None:
         "since the process started.",
         "",
     ]
+    texts = {}  # each section's lines, by its key
     for experiment, labelled, notes in plans:
         extra = atari_rows(cli.atari_run) if experiment.key == "defaults" else []
         if experiment.key == "defaults":
@@ -220,8 +272,21 @@ def main() -> None:
                              "command, at the budget they ran; wall-clock time from their first logged value."
                              if cli.atari_run else "ppo_atari.py (BreakoutNoFrameskip-v4, reference 414.66 ± 28.09 at "
                              "10M steps): not run here; give run directories with `--atari-run`."]  # fmt: skip
-        lines += section(experiment, labelled, notes, extra, out, images, os.path.dirname(page))
-    lines += tuning_section(cli, out, images, os.path.dirname(page), jobs)
+        texts[experiment.key] = section(experiment, labelled, notes, extra, out, images, os.path.dirname(page))
+        if experiment.key == "recipe":
+            texts["recipe"] += recipe_study_section(images, os.path.dirname(page))
+    if cli.only:  # these sections alone, each saying what wrote it; the rest of the page stays as it is
+        stamp = f"Written by `{command}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {machine()}."
+        for key, text in texts.items():
+            seeds = next(e.seeds for e in chosen if e.key == key) or cli.seeds
+            text[2:2] = [f"{stamp} {load} Seeds: {' '.join(map(str, seeds))}.", ""]
+        lines = splice(page, {text[0]: text for text in texts.values()})
+        with open(page, "w") as f:
+            f.write("\n".join(lines))
+        return print(f"wrote {page} ({', '.join(cli.only)})")
+    recipe = texts.pop("recipe", [])
+    lines += [line for text in texts.values() for line in text]
+    lines += tuning_section(cli, out, images, os.path.dirname(page), jobs) + recipe
     with open(page, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {page}")

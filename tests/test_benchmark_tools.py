@@ -224,3 +224,12 @@ def test_tuner_objective_over_several_envs_is_the_mean_normalized_return_and_rec
     assert len(resumed.trials) == 3 and "recipe" not in resumed.trials[2].user_attrs
     text = tune.best_table(resumed)
     assert "| trial | objective | Pendulum-v1 | InvertedPendulum-v4 | `--num-envs` |" in text
+
+
+def test_results_only_rewrites_the_sections_it_names(tmp_path):
+    from benchmark import results
+
+    page = tmp_path / "RESULTS.md"
+    page.write_text("# Benchmark results\n\nhead\n\n## (a) A\n\nold a\n\n## (b) B\n\nold b\n")
+    lines = results.splice(str(page), {"## (b) B": ["## (b) B", "", "new b", ""], "## (f) F": ["## (f) F", ""]})
+    assert "\n".join(lines) == "# Benchmark results\n\nhead\n\n## (a) A\n\nold a\n\n## (b) B\n\nnew b\n\n## (f) F\n"
