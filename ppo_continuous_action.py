@@ -483,8 +483,8 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     logratios = []
     for epoch in range(args.update_epochs):
         if recompute is not None and epoch > 0:  # (option --recompute-adv) values, advantages, returns anew
-            advantages, returns = recompute()
-            batch[3:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (buf.values, advantages, returns)]
+            advantages, returns = recompute()  # (buf.values too, in place: batch[3] is a view of it)
+            batch[4:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (advantages, returns)]
         # (core 6) shuffle the batch every epoch; row i of each [num_minibatches, minibatch_size] tensor is minibatch i
         permutation = torch.randperm(args.batch_size)
         mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (

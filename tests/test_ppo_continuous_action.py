@@ -553,11 +553,11 @@ def test_recompute_adv_refreshes_values_advantages_and_returns_before_every_epoc
     policy, buf, next_obs = truncated_rollout(agent, args)
     assert buf.truncations.sum() >= 4
     # with the critic of the rollout, recomputing changes nothing (the final observations were kept) ...
-    for fresh, kept in zip(ppo.rollout_advantages(policy, buf, next_obs, args, recompute=True),
-                           ppo.rollout_advantages(policy, buf, next_obs, args)):  # fmt: skip
+    once, before = ppo.rollout_advantages(policy, buf, next_obs, args), buf.truncation_values.copy()
+    for fresh, kept in zip(ppo.rollout_advantages(policy, buf, next_obs, args, recompute=True), once):
         np.testing.assert_allclose(fresh, kept, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(buf.truncation_values, before, rtol=1e-6, atol=1e-6)
     # ... with a moved critic, every value is the critic's now, the cut episodes' final ones too
-    before = buf.truncation_values.copy()
     with torch.no_grad():
         agent.critic[4].bias += 1.0
         agent.critic[2].weight.mul_(1.5)

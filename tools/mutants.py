@@ -263,10 +263,9 @@ add(C, "recompute-not-truncation-values", "buf.truncation_values[truncated] = po
     "pass", "--recompute-adv: the cut episodes' final values left as the rollout's")
 add(C, "final-obs-not-kept", "buf.final_obs[step, truncated], buf.truncation_values[step, truncated] = final_obs, ",
     "buf.truncation_values[step, truncated] = ", "--recompute-adv: the cut episodes' final observations not kept")
-add(C, "recompute-old-value-anchor",
-    "batch[3:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (buf.values, advantages, returns)]",
-    "batch[4:] = [torch.from_numpy(x.reshape(args.batch_size)) for x in (advantages, returns)]",
-    "--recompute-adv: the value clipping still around the rollout's values")
+add(C, "recompute-old-value-anchor", "        buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:]))",
+    "        buf.values = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:]))",
+    "--recompute-adv: new values bound to a new array, the update's view (value clipping) keeps the rollout's")
 add(C, "recipe-ignored", "return Args(**RECIPES.get(name, {}))", "return Args()",
     "--recipe: the recipe's defaults not applied")
 add(C, "recompute-flag-unwired", "if args.recompute_adv else None", "if False else None",
