@@ -41,6 +41,14 @@ def test_the_averaged_gradient_of_two_ranks_is_the_gradient_of_their_minibatches
             torch.testing.assert_close(rank["update"]["grads"][name], grad, rtol=1e-4, atol=1e-7, msg=name)
         for name, weight in whole["weights"].items():
             torch.testing.assert_close(rank["update"]["weights"][name], weight, rtol=1e-4, atol=1e-7, msg=name)
+        # the KL estimate over the whole minibatch (target-KL early stopping decides alike on every rank)
+        assert rank["update"]["metrics"]["losses/approx_kl"] == pytest.approx(
+            whole["metrics"]["losses/approx_kl"], rel=1e-4
+        )
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(ranks):
+    assert ranks[0]["non_finite_stops"] and ranks[1]["non_finite_stops"]
 
 
 def test_the_weights_are_identical_on_both_ranks_after_several_updates(ranks):

@@ -3,7 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/torchrun_worker.py OUT
 
 1. One `ppo_update` (one epoch, one minibatch, no clipping) on this rank's share of a fixed batch (`fixed_batch`):
-   its gradient and weights, to compare with one process's update on the whole batch.
+   its gradient, weights and metrics, to compare with one process's update on the whole batch; and one where rank 1
+   alone has a non-finite loss.
 2. A short `train` run of ppo_atari.py's own loop, recorded from outside (wrappers around its functions, as the
    tests of tests/test_ppo_atari.py do): the final weights, the envs' reset seeds, torch's seed, the episodes that
    this rank's envs ended and the checkpoints it wrote.
@@ -51,6 +52,19 @@ def one_update(args: ppo_atari.Args, envs: slice) -> dict:
     metrics = ppo_atari.ppo_update(agent, optimizer, *fixed_batch(envs), args)
     grads = {name: p.grad.clone() for name, p in agent.named_parameters()}
     return {"grads": grads, "weights": {k: v.clone() for k, v in agent.state_dict().items()}, "metrics": metrics}
+
+
+def non_finite_update(args: ppo_atari.Args, envs: slice, rank: int) -> bool:
+    """Whether an update where rank 1 alone has a non-finite value target (and loss) stops this rank."""
+    torch.manual_seed(0)
+    agent = ppo_atari.make_agent(args, *SPACES)
+    buf, advantages, returns = fixed_batch(envs)
+    returns[0, 0] = np.nan if rank == 1 else returns[0, 0]
+    try:
+        ppo_atari.ppo_update(agent, ppo_atari.make_optimizer(agent, args), buf, advantages, returns, args)
+    except ppo_atari.NonFiniteError:
+        return True
+    return False
 
 
 def short_breakout() -> str:
@@ -109,6 +123,7 @@ def main() -> None:
     share = update_args(4 // world_size)
     ppo_atari.init_distributed(share)
     result = {"update": one_update(share, slice(rank * 2, rank * 2 + 2))}
+    result["non_finite_stops"] = non_finite_update(share, slice(rank * 2, rank * 2 + 2), rank)
     args = ppo_atari.Args(env_id=short_breakout(), num_envs=2, num_steps=32, total_timesteps=256, progress=False,
                           gym_vector="sync", update_threads=1)  # fmt: skip
     ppo_atari.check_args(args)
