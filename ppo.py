@@ -683,7 +683,7 @@ class Run:
 
     def agreed_signal(self) -> int | None:
         """(torchrun) The signal that any rank got, so that every rank stops after the same iteration."""
-        if self.world_size == 1:
+        if not torch.distributed.is_initialized():  # (one process, or a script whose ranks do not meet)
             return self.signal
         got = torch.tensor([self.signal or 0])
         torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
@@ -721,7 +721,7 @@ class Run:
             save()
             self.saved = True
         if stop is not None:
-            if self.world_size > 1:  # (torchrun) no rank stops (and torchrun the others) before the checkpoint is saved
+            if torch.distributed.is_initialized():  # (torchrun) no rank stops (nor torchrun the others) before the save
                 torch.distributed.barrier()
             launcher = "python" if self.world_size == 1 else "torchrun <the same options>"  # (torchrun: as started)
             where = (
