@@ -22,9 +22,18 @@ TINY = ["--no-progress", "--env-backend", "gymnasium", "--gym-vector", "sync", "
         "--update-threads", "1"]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Torch on one thread, as the ranks run (the reference update in this process too); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    """What each of 2 ranks saw: one update on its share of a fixed batch, and a short training run."""
+    """What each of 2 ranks saw (one update on its share of a fixed batch, a short training run), and their folder."""
     out = tmp_path_factory.mktemp("torchrun")
     command = [*TORCHRUN, os.path.join(ROOT, "tests", "torchrun_worker.py"), str(out)]
     result = subprocess.run(command, cwd=out, capture_output=True, text=True, timeout=300)
@@ -34,7 +43,6 @@ def ranks(tmp_path_factory) -> list[dict]:
 
 def test_the_averaged_gradient_of_two_ranks_is_the_gradient_of_their_minibatches_together(ranks):
     # one process, the whole batch (4 envs) in one minibatch: the reference
-    torch.set_num_threads(1)
     whole = torchrun_worker.one_update(torchrun_worker.update_args(4), slice(0, 4))
     for rank in ranks[:2]:
         for name, grad in whole["grads"].items():
