@@ -477,6 +477,11 @@ class Interrupted(Exception):  # SIGINT or SIGTERM: stopped after the checkpoint
         self.code = 128 + signum
 
 
+def rank_and_world() -> tuple[int, int]:
+    """(torchrun) This process's rank and the number of processes, as torchrun sets them; (0, 1) without it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def check_numbers(args: Args) -> None:
     tests = {"positive": lambda x: x > 0, "in [0, 1]": lambda x: 0 <= x <= 1, "0 or positive": lambda x: x >= 0}
     for asked, names in RANGES.items():
@@ -641,39 +646,53 @@ class Run:
 
     def __init__(self, args: Args, resume_from: tuple[str, dict] | None):
         self.args, self.checkpoint = args, resume_from and resume_from[1]
-        self.dir = new_run_dir(args) if resume_from is None else os.path.dirname(resume_from[0])
+        # (torchrun) rank 0 alone writes the run directory, TensorBoard log, checkpoints, videos and progress bar
+        self.rank, self.world_size = rank_and_world()
+        self.main = self.rank == 0
+        self.dir = os.path.dirname(resume_from[0]) if resume_from else new_run_dir(args) if self.main else None
         self.checkpoint_path = resume_from[0] if resume_from else f"{self.dir}/{args.exp_name}.cleanrl_model"
         self.global_step = self.checkpoint["global_step"] if self.checkpoint else 0
         self.done_iterations = self.checkpoint["iteration"] if self.checkpoint else 0
         # resumed: a new event file; purge_step hides what the stopped run logged after its checkpoint
-        self.writer = SummaryWriter(self.dir, purge_step=self.global_step + 1 if self.checkpoint else None)
-        if not self.checkpoint:
+        purge_step = self.global_step + 1 if self.checkpoint else None
+        self.writer = SummaryWriter(self.dir, purge_step=purge_step) if self.main else None
+        if self.main and not self.checkpoint:
             table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-        self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if args.capture_video else None
+        videos = args.capture_video and self.main
+        self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if videos else None
         # a resumed run's videos are named apart, so that the stopped run's stay
         self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"
-        random.seed(args.seed)  # seeding, so that a seed gives the same run every time
-        np.random.seed(args.seed)
-        torch.manual_seed(args.seed)
+        random.seed(args.seed + self.rank)  # seeding, so that a seed gives the same run every time
+        np.random.seed(args.seed + self.rank)  # ((torchrun) each rank its own streams)
+        torch.manual_seed(args.seed + self.rank)
         torch.set_num_threads(args.torch_threads)
         self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
         # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
         total, line = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
-        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout,
-                        smoothing=0, mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10),
-                        unit=" steps", desc="return (last 100 ep)      n/a",
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress or not self.main,
+                        file=sys.stdout, smoothing=0, mininterval=0.5 if sys.stdout.isatty() else 0,
+                        miniters=max(1, total // 10), unit=" steps", desc="return (last 100 ep)      n/a",
                         bar_format=line + " | {rate_fmt} | {remaining} left")  # fmt: skip
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
             raise KeyboardInterrupt
         self.signal = signum
-        print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+        if self.main:
+            print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+
+    def agreed_signal(self) -> int | None:
+        """(torchrun) The signal that any rank got, so that every rank stops after the same iteration."""
+        if not torch.distributed.is_initialized():  # (one process, or a script whose ranks do not meet)
+            return self.signal
+        got = torch.tensor([self.signal or 0])
+        torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
+        return int(got) or None
 
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
-        for step, _, episodic_return, episodic_length in episodes:
+        for step, _, episodic_return, episodic_length in episodes if self.main else []:  # ((torchrun) all ranks')
             at = global_step + (step + 1) * self.args.num_envs  # the step at which the episode ended
             self.writer.add_scalar("charts/episodic_return", episodic_return, at)
             self.writer.add_scalar("charts/episodic_length", episodic_length, at)
@@ -690,26 +709,35 @@ class Run:
 
     def end_iteration(self, metrics: dict, iteration: int, global_step: int, save) -> None:
         """Log the metrics, advance the bar, save a checkpoint (`save()`) when due, stop if a signal asked."""
-        sps = (global_step - self.global_step) / (time.time() - self.start_time)
-        for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
-            self.writer.add_scalar(tag, value, global_step)
-        if self.recent_returns:
-            self.bar.set_description_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
-        self.bar.update(self.args.batch_size)
+        sps = (global_step - self.global_step) / (time.time() - self.start_time)  # ((torchrun) all ranks' steps)
+        if self.main:
+            for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
+                self.writer.add_scalar(tag, value, global_step)
+            if self.recent_returns:
+                desc = f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}"
+                self.bar.set_description_str(desc, refresh=False)
+            self.bar.update(self.args.batch_size)
+        stop = self.agreed_signal()
         every, last = self.args.checkpoint_every, iteration == self.args.num_iterations
-        if self.args.save_model and (last or self.signal or (every and iteration % every == 0)):
+        if self.args.save_model and self.main and (last or stop or (every and iteration % every == 0)):
             save()
             self.saved = True
-        if self.signal is not None:
-            where = f"checkpoint {self.checkpoint_path}; resume with: python {SCRIPT} --resume {self.checkpoint_path}"
+        if stop is not None:
+            if torch.distributed.is_initialized():  # (torchrun) no rank stops (nor torchrun the others) before the save
+                torch.distributed.barrier()
+            launcher = "python" if self.world_size == 1 else "torchrun <the same options>"  # (torchrun: as started)
+            where = (
+                f"checkpoint {self.checkpoint_path}; resume with: {launcher} {SCRIPT} --resume {self.checkpoint_path}"
+            )
             where = where if self.args.save_model else "no checkpoint (--no-save-model)"
-            raise Interrupted(f"stopped at step {global_step}; {where}", self.signal)
+            raise Interrupted(f"stopped at step {global_step}; {where}", stop)
 
     def close(self) -> None:
         self.bar.close()
+        if self.writer:
+            self.writer.close()  # flushed: what was logged is on disk, whatever stopped the run
         for s, handler in self.handlers.items():
             signal.signal(s, handler)
-        self.writer.close()  # flushed: what was logged is on disk, whatever stopped the run
 
     def log_evaluation(self, returns: list[float]) -> None:
         with SummaryWriter(self.dir) as writer:
@@ -751,7 +779,8 @@ def main() -> None:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing left")
         train(args, resume_from)
     except (UsageError, NonFiniteError, Interrupted) as e:
-        print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
+        if rank_and_world()[0] == 0:  # (torchrun) every rank stops alike, rank 0 says why
+            print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
         sys.exit(e.code)
 
 

@@ -6,10 +6,12 @@ et al. 2022), e.g. `(core 5)` or `(atari 3)`; the README explains them.
 
     python ppo_atari.py --env-id BreakoutNoFrameskip-v4
     python ppo_atari.py --env-backend ale-vector  # ale-py's C++ vector env: faster, no FIRE after a lost life
+    torchrun --standalone --nproc-per-node 8 ppo_atari.py  # data-parallel over 8 processes (GPUs), one agent
     tensorboard --logdir runs
 """
 
 import contextlib
+import datetime
 import difflib
 import glob
 import math
@@ -18,7 +20,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 import cv2
@@ -35,7 +37,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the experiment's name (in the run directory's)
     seed: int = 1  # seed of the experiment: same seed, same numbers, run after run (on CPU, with either backend)
     torch_threads: int = 1  # torch CPU threads for the rollout (one observation per env: more only synchronise)
-    update_threads: int = 0  # torch CPU threads for the update on the CPU (0: every core this process may use)
+    update_threads: int = 0  # torch CPU threads for the update on the CPU (0: every core, shared by torchrun's ranks)
     cuda: bool = True  # train on the GPU when torch sees one (else on the CPU)
     progress: bool = True  # show a progress bar
     env_backend: Literal["gymnasium", "ale-vector"] = "gymnasium"  # this file's wrappers, or ale-py's C++ vector env
@@ -55,7 +57,7 @@ class Args:
     env_id: str = "BreakoutNoFrameskip-v4"  # an Atari game: XNoFrameskip-v4, or ALE/X-v5 (sticky actions 0.25)
     total_timesteps: int = 10_000_000  # total environment steps of the experiment (over all envs; 4 frames each)
     learning_rate: float = 2.5e-4  # the learning rate of the optimizer
-    num_envs: int = 8  # the number of parallel environments
+    num_envs: int = 8  # the number of parallel environments (torchrun: over all ranks, each steps an equal share)
     num_steps: int = 128  # the number of steps each environment runs per rollout
     anneal_lr: bool = True  # anneal the learning rate linearly to 0 over training
     gamma: float = 0.99  # the discount factor
@@ -97,6 +99,10 @@ def check_env(args: Args) -> None:
     """Refuse an env (or backend) this script cannot learn, in one line."""
     if args.capture_video and args.env_backend != "gymnasium":  # (rather than record nothing)
         raise UsageError("--capture-video needs --env-backend gymnasium (ale-py's C++ vector env cannot render)")
+    world_size = rank_and_world()[1]
+    if args.num_envs % world_size or args.minibatch_size % world_size:  # (torchrun) an equal share for each rank
+        raise UsageError(f"--num-envs {args.num_envs} and the minibatch of {args.minibatch_size} steps must split "
+                         f"evenly over the {world_size} ranks (torchrun's processes)")  # fmt: skip
     if args.bf16 and not native_bf16(args.cuda):  # (emulated bf16 would be slower than fp32)
         raise UsageError("--bf16 needs native bfloat16 (a CPU with AVX512-BF16 or AMX, or a GPU with bf16); "
                          "this machine has none: train in fp32 (without --bf16)")  # fmt: skip
@@ -527,6 +533,56 @@ def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torc
     return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
 
 
+# (torchrun) Data-parallel training: one process per rank (GPU), each stepping its share of the envs; the gradients of
+# every minibatch step averaged over the ranks, so that the weights stay identical and one update sees the whole batch.
+
+
+def init_distributed(args: Args) -> tuple[int, int, torch.device]:
+    """(torchrun) Join the ranks torchrun started (no-op without it): (rank, world size, this rank's device)."""
+    rank, world_size = rank_and_world()
+    cuda = args.cuda and torch.cuda.is_available()
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda else "cpu")  # each rank its own GPU
+    if world_size > 1 and not torch.distributed.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        # gloo for CPU tensors, nccl for CUDA ones; a rank that stops answering fails the others after the timeout
+        backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
+        torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
+    return rank, world_size, device
+
+
+def flat_collective(tensors: list[torch.Tensor], collective) -> None:
+    """(torchrun) One collective over many tensors: flattened into one buffer, then copied back (layouts kept)."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    collective(flat)
+    for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        tensor.copy_(part.view_as(tensor))
+
+
+def average_gradients(agent: Agent, loss: torch.Tensor, world_size: int) -> torch.Tensor:
+    """(torchrun) Every gradient replaced by its mean over the ranks, in one all-reduce, with the loss (its mean is
+    returned, so that a non-finite loss on one rank stops them all). Equal shares: the mean of the ranks' gradients
+    is the gradient of the whole minibatch's mean loss."""
+    loss = loss.detach().reshape(1).clone()
+    flat_collective([p.grad for p in agent.parameters()] + [loss], lambda flat: all_reduce_mean(flat, world_size))
+    return loss[0]
+
+
+def all_reduce_mean(tensor: torch.Tensor, world_size: int) -> None:
+    torch.distributed.all_reduce(tensor)  # the sum over the ranks (gloo has no mean) ...
+    tensor /= world_size  # ... divided by their number
+
+
+def whole_minibatches(x: torch.Tensor, world_size: int) -> torch.Tensor:
+    """(torchrun) [minibatch, this rank's share] -> [minibatch, all ranks' shares]: for statistics of whole
+    minibatches (advantage normalization); `x` itself in one process."""
+    if world_size == 1:
+        return x
+    shares = [torch.empty_like(x) for _ in range(world_size)]
+    torch.distributed.all_gather(shares, x.contiguous())
+    return torch.cat(shares, 1)
+
+
 def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
     return torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
@@ -534,8 +590,9 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
 
 def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
     """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. (speed) Shuffles, advantage
-    normalization and metrics are done per epoch or once, not per minibatch."""
-    device = buf.obs.device
+    normalization and metrics are done per epoch or once, not per minibatch. (torchrun) `args` gives this rank's share
+    of the batch and of each minibatch."""
+    device, world_size = buf.obs.device, rank_and_world()[1]
     batch = [  # the rollout as one batch of num_steps * num_envs transitions, on the training device (frames: a view)
         torch.as_tensor(array, device=device).reshape((args.batch_size,) + array.shape[2:])
         for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
@@ -547,10 +604,9 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
             x[permutation].view((args.num_minibatches, args.minibatch_size) + x.shape[1:]) for x in batch
         )
-        if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once)
-            mb_advantages = (mb_advantages - mb_advantages.mean(1, keepdim=True)) / (
-                mb_advantages.std(1, keepdim=True) + 1e-8
-            )
+        if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once; (torchrun) over all ranks)
+            whole = whole_minibatches(mb_advantages, world_size)
+            mb_advantages = (mb_advantages - whole.mean(1, keepdim=True)) / (whole.std(1, keepdim=True) + 1e-8)
         for i in range(args.num_minibatches):
             newlogprob, entropy, newvalue = agent.evaluate(mb_obs[i], mb_actions[i])
             logratio = newlogprob - mb_logprobs[i]
@@ -563,6 +619,8 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
             optimizer.zero_grad()
             loss.backward()
+            if world_size > 1:  # (torchrun) the gradients averaged over the ranks
+                loss = average_gradients(agent, loss, world_size)
             grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
             # (numerical fault) stop before the step, the parameters the last finite ones (one device-to-host sync)
             if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):
@@ -571,6 +629,8 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
         old_approx_kl = (-logratios[-1]).mean()
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
+        if world_size > 1:  # (torchrun) over the whole minibatch, so that every rank stops (target KL) alike
+            all_reduce_mean(approx_kl, world_size)
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
     if not all(torch.isfinite(p).all() for p in agent.parameters()):
@@ -592,25 +652,46 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     return metrics
 
 
+def lost_ranks(e: RuntimeError) -> bool:
+    """(torchrun) Whether a collective failed because another rank stopped (gloo: a closed connection) or timed out."""
+    return isinstance(e, torch.distributed.DistError) or "gloo" in str(e) or "NCCL" in str(e)
+
+
+def gather_episodes(episodes: list[tuple], first_env: int, world_size: int) -> list[tuple]:
+    """(torchrun) The episodes that every rank's envs ended, on every rank, their env numbered over all ranks."""
+    gathered = [None] * world_size
+    own = [(step, first_env + env, episodic_return, length) for step, env, episodic_return, length in episodes]
+    torch.distributed.all_gather_object(gathered, own)
+    return [episode for part in gathered for episode in part]
+
+
 def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     """Train as `args` says (call check_args first), or go on with `resume_from` (a load_checkpoint result);
     returns the run directory."""
+    rank, world_size, device = init_distributed(args)
     run = Run(args, resume_from)
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    update_threads = args.update_threads or (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    envs = make_envs(args.env_id, args.num_envs, args.env_backend, args.gym_vector, args.ale_threads,
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # (torchrun) the cores of a machine shared by its ranks
+    update_threads = args.update_threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    # (torchrun) this rank's share: its envs, and its part of the batch and of each minibatch; global_step counts all
+    share = replace(args, num_envs=args.num_envs // world_size, batch_size=args.batch_size // world_size,
+                    minibatch_size=args.minibatch_size // world_size)  # fmt: skip
+    envs = make_envs(args.env_id, share.num_envs, args.env_backend, args.gym_vector, args.ale_threads,
                      run.video_folder, run.video_prefix)  # fmt: skip
     agent = make_agent(args, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = make_optimizer(agent, args)
-    buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape, device)
+    buf = RolloutBuffer(args.num_steps, share.num_envs, envs.single_observation_space.shape, device)
     global_step, done_iterations = run.global_step, run.done_iterations
     if run.checkpoint is not None:  # (resume) copied onto the training device
         agent.load_state_dict(run.checkpoint["agent"])
         optimizer.load_state_dict(run.checkpoint["optimizer"])
         set_rng_states(run.checkpoint["rng"])
-    next_obs, _ = envs.reset(seed=args.seed + done_iterations)  # (a resumed run starts new episodes)
+        if rank > 0:  # (torchrun) the checkpoint holds rank 0's random streams: the others start new ones, apart
+            torch.manual_seed(args.seed + rank + world_size * done_iterations)
+    if world_size > 1:  # (torchrun) every rank starts from rank 0's weights
+        flat_collective([p.detach() for p in agent.parameters()], lambda flat: torch.distributed.broadcast(flat, 0))
+    # (a resumed run starts new episodes; (torchrun) env i of rank r is seeded as env r * share + i of one process)
+    next_obs, _ = envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)
     try:
         for iteration in range(done_iterations + 1, args.num_iterations + 1):
             frac = 1.0 - (iteration - 1.0) / args.num_iterations  # the share of the run still to go
@@ -619,6 +700,8 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
             torch.set_num_threads(args.torch_threads)  # (speed) the rollout on one thread, the update on all
             next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
+            if world_size > 1:  # (torchrun) every rank's episodes, for rank 0's log (env indices over all ranks)
+                episodes = gather_episodes(episodes, rank * share.num_envs, world_size)
             run.log_episodes(episodes, global_step)
             global_step += args.batch_size
             with torch.inference_mode():
@@ -629,7 +712,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                                               buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
             torch.set_num_threads(update_threads)
             with run.update(iteration, global_step):
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, share)
 
             metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
             run.end_iteration(
@@ -638,10 +721,17 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                 global_step,
                 lambda: save_checkpoint(run.checkpoint_path, agent, optimizer, args, global_step, iteration),
             )
+    except RuntimeError as e:  # (torchrun) another rank stopped, or stopped answering: one line, not a traceback
+        if world_size == 1 or not lost_ranks(e):
+            raise
+        print(f"{SCRIPT}: error: rank {rank} lost the other ranks: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
     finally:
         envs.close()  # (with --capture-video, this also writes env 0's game in progress)
         run.close()
-    if args.eval_episodes:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if args.eval_episodes and run.main:
         torch.set_num_threads(args.torch_threads)  # (one observation per step, as in the rollout)
         run.log_evaluation(
             evaluate(agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, run.video_folder)
@@ -668,6 +758,11 @@ class Interrupted(Exception):  # SIGINT or SIGTERM: stopped after the checkpoint
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.code = 128 + signum
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(torchrun) This process's rank and the number of processes, as torchrun sets them; (0, 1) without it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def check_numbers(args: Args) -> None:
@@ -834,39 +929,53 @@ class Run:
 
     def __init__(self, args: Args, resume_from: tuple[str, dict] | None):
         self.args, self.checkpoint = args, resume_from and resume_from[1]
-        self.dir = new_run_dir(args) if resume_from is None else os.path.dirname(resume_from[0])
+        # (torchrun) rank 0 alone writes the run directory, TensorBoard log, checkpoints, videos and progress bar
+        self.rank, self.world_size = rank_and_world()
+        self.main = self.rank == 0
+        self.dir = os.path.dirname(resume_from[0]) if resume_from else new_run_dir(args) if self.main else None
         self.checkpoint_path = resume_from[0] if resume_from else f"{self.dir}/{args.exp_name}.cleanrl_model"
         self.global_step = self.checkpoint["global_step"] if self.checkpoint else 0
         self.done_iterations = self.checkpoint["iteration"] if self.checkpoint else 0
         # resumed: a new event file; purge_step hides what the stopped run logged after its checkpoint
-        self.writer = SummaryWriter(self.dir, purge_step=self.global_step + 1 if self.checkpoint else None)
-        if not self.checkpoint:
+        purge_step = self.global_step + 1 if self.checkpoint else None
+        self.writer = SummaryWriter(self.dir, purge_step=purge_step) if self.main else None
+        if self.main and not self.checkpoint:
             table = "\n".join(f"|{key}|{value}|" for key, value in asdict(args).items())
             self.writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-        self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if args.capture_video else None
+        videos = args.capture_video and self.main
+        self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if videos else None
         # a resumed run's videos are named apart, so that the stopped run's stay
         self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"
-        random.seed(args.seed)  # seeding, so that a seed gives the same run every time
-        np.random.seed(args.seed)
-        torch.manual_seed(args.seed)
+        random.seed(args.seed + self.rank)  # seeding, so that a seed gives the same run every time
+        np.random.seed(args.seed + self.rank)  # ((torchrun) each rank its own streams)
+        torch.manual_seed(args.seed + self.rank)
         torch.set_num_threads(args.torch_threads)
         self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
         # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
         total, line = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
-        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress, file=sys.stdout,
-                        smoothing=0, mininterval=0.5 if sys.stdout.isatty() else 0, miniters=max(1, total // 10),
-                        unit=" steps", desc="return (last 100 ep)      n/a",
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not args.progress or not self.main,
+                        file=sys.stdout, smoothing=0, mininterval=0.5 if sys.stdout.isatty() else 0,
+                        miniters=max(1, total // 10), unit=" steps", desc="return (last 100 ep)      n/a",
                         bar_format=line + " | {rate_fmt} | {remaining} left")  # fmt: skip
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
             raise KeyboardInterrupt
         self.signal = signum
-        print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+        if self.main:
+            print(f"\n{SCRIPT}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
+
+    def agreed_signal(self) -> int | None:
+        """(torchrun) The signal that any rank got, so that every rank stops after the same iteration."""
+        if not torch.distributed.is_initialized():  # (one process, or a script whose ranks do not meet)
+            return self.signal
+        got = torch.tensor([self.signal or 0])
+        torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
+        return int(got) or None
 
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
-        for step, _, episodic_return, episodic_length in episodes:
+        for step, _, episodic_return, episodic_length in episodes if self.main else []:  # ((torchrun) all ranks')
             at = global_step + (step + 1) * self.args.num_envs  # the step at which the episode ended
             self.writer.add_scalar("charts/episodic_return", episodic_return, at)
             self.writer.add_scalar("charts/episodic_length", episodic_length, at)
@@ -883,26 +992,35 @@ class Run:
 
     def end_iteration(self, metrics: dict, iteration: int, global_step: int, save) -> None:
         """Log the metrics, advance the bar, save a checkpoint (`save()`) when due, stop if a signal asked."""
-        sps = (global_step - self.global_step) / (time.time() - self.start_time)
-        for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
-            self.writer.add_scalar(tag, value, global_step)
-        if self.recent_returns:
-            self.bar.set_description_str(f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}", refresh=False)
-        self.bar.update(self.args.batch_size)
+        sps = (global_step - self.global_step) / (time.time() - self.start_time)  # ((torchrun) all ranks' steps)
+        if self.main:
+            for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
+                self.writer.add_scalar(tag, value, global_step)
+            if self.recent_returns:
+                desc = f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}"
+                self.bar.set_description_str(desc, refresh=False)
+            self.bar.update(self.args.batch_size)
+        stop = self.agreed_signal()
         every, last = self.args.checkpoint_every, iteration == self.args.num_iterations
-        if self.args.save_model and (last or self.signal or (every and iteration % every == 0)):
+        if self.args.save_model and self.main and (last or stop or (every and iteration % every == 0)):
             save()
             self.saved = True
-        if self.signal is not None:
-            where = f"checkpoint {self.checkpoint_path}; resume with: python {SCRIPT} --resume {self.checkpoint_path}"
+        if stop is not None:
+            if torch.distributed.is_initialized():  # (torchrun) no rank stops (nor torchrun the others) before the save
+                torch.distributed.barrier()
+            launcher = "python" if self.world_size == 1 else "torchrun <the same options>"  # (torchrun: as started)
+            where = (
+                f"checkpoint {self.checkpoint_path}; resume with: {launcher} {SCRIPT} --resume {self.checkpoint_path}"
+            )
             where = where if self.args.save_model else "no checkpoint (--no-save-model)"
-            raise Interrupted(f"stopped at step {global_step}; {where}", self.signal)
+            raise Interrupted(f"stopped at step {global_step}; {where}", stop)
 
     def close(self) -> None:
         self.bar.close()
+        if self.writer:
+            self.writer.close()  # flushed: what was logged is on disk, whatever stopped the run
         for s, handler in self.handlers.items():
             signal.signal(s, handler)
-        self.writer.close()  # flushed: what was logged is on disk, whatever stopped the run
 
     def log_evaluation(self, returns: list[float]) -> None:
         with SummaryWriter(self.dir) as writer:
@@ -944,7 +1062,8 @@ def main() -> None:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing left")
         train(args, resume_from)
     except (UsageError, NonFiniteError, Interrupted) as e:
-        print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
+        if rank_and_world()[0] == 0:  # (torchrun) every rank stops alike, rank 0 says why
+            print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
         sys.exit(e.code)
 
 

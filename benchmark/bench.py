@@ -4,6 +4,8 @@
     python benchmark/bench.py ppo.py --reference /path/to/cleanrl/ppo.py      # speed ratio, same settings
     python benchmark/bench.py ppo_continuous_action.py -- --total-timesteps 200000   # flags after -- go to both
     python benchmark/bench.py ppo_continuous_action.py --reference-runs REF_RUN_DIR ...  # finished reference runs
+    python benchmark/bench.py ppo_atari.py --reference ppo_atari.py \
+        --reference-launcher="-m torch.distributed.run --standalone --nproc_per_node 2"  # the same under torchrun
 
 Each run is a fresh process, started from benchmark/out/<script>/ so that its runs/ lands there. With
 a reference, the runs alternate (ours seed 1, reference seed 1, ours seed 2, ...), so that both see the
@@ -23,6 +25,7 @@ import argparse
 import glob
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -81,15 +84,16 @@ def summarize(run_dir: str, wall: float, threshold: float | None, scalars: dict 
     }
 
 
-def run_one(script: str, seed: int, flags: list[str], out: str, exp_name: str, ours: bool) -> dict:
-    """Run a script once, from `out`, and return its run directory and wall time (and time split)."""
+def run_one(script: str, seed: int, flags: list[str], out: str, exp_name: str, ours: bool, launcher=()) -> dict:
+    """Run a script once, from `out` (`python *launcher script ...`), and return its run directory and wall time (and
+    time split)."""
     before = set(glob.glob(os.path.join(out, "runs", "*")))
     split_json = os.path.join(out, f"split_{exp_name}_{seed}.json")
     command = [script, "--seed", str(seed), "--exp-name", exp_name, *flags]
     if ours:
         command = [os.path.join(ROOT, "benchmark", "timed.py"), split_json, *command, "--no-progress"]
     start = time.perf_counter()
-    subprocess.run([sys.executable, *command], cwd=out, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, *launcher, *command], cwd=out, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     (run_dir,) = set(glob.glob(os.path.join(out, "runs", "*"))) - before
     result = {"seed": seed, "wall_s": wall, "run_dir": run_dir}
@@ -182,6 +186,9 @@ def main() -> None:
     reference.add_argument(
         "--reference-runs", nargs="+", metavar="RUN_DIR", help="finished runs of a reference to compare with"
     )
+    parser.add_argument("--reference-launcher", default="", metavar="PYTHON_OPTIONS",
+                        help='python options before the reference script, e.g. --reference-launcher="-m '
+                        'torch.distributed.run --standalone --nproc_per_node 2" (torchrun)')  # fmt: skip
     parser.add_argument("--threshold", type=float, help="report the first step where the 100-episode mean reaches this")
     parser.add_argument("--out", help="output folder (default benchmark/out/<script name>)")
     cli, flags = parse_args_and_flags(parser)
@@ -205,7 +212,8 @@ def main() -> None:
         ]
     for seed in cli.seeds:
         for label, path in runners:
-            run = run_one(os.path.abspath(path), seed, cli.flags, out, f"bench_{label}", ours=label == "ours")
+            launcher = shlex.split(cli.reference_launcher) if label == "reference" else []
+            run = run_one(os.path.abspath(path), seed, cli.flags, out, f"bench_{label}", label == "ours", launcher)
             row = {**run, **summarize(run["run_dir"], run["wall_s"], cli.threshold)}
             if "split" in run:
                 row["fractions"] = split_fractions(run["split"])

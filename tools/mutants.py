@@ -82,8 +82,10 @@ add(A, "shuffle-once", "permutation = torch.randperm(args.batch_size, device=dev
     "core 6: the batch shuffled once, not every epoch")
 
 add(ALL, "no-adv-norm", "if args.norm_adv:", "if False:", "core 7: advantages not normalized")
-add(ALL, "adv-norm-batch", "mb_advantages.mean(1, keepdim=True)) / (\n                mb_advantages.std(1, keepdim=True)",
+add(PC, "adv-norm-batch", "mb_advantages.mean(1, keepdim=True)) / (\n                mb_advantages.std(1, keepdim=True)",
     "mb_advantages.mean()) / (\n                mb_advantages.std()",
+    "core 7: advantages normalized over the whole batch, not per minibatch")
+add(A, "adv-norm-batch", "whole.mean(1, keepdim=True)) / (whole.std(1, keepdim=True)", "whole.mean()) / (whole.std()",
     "core 7: advantages normalized over the whole batch, not per minibatch")
 
 add(ALL, "pg-min", "return torch.max(-advantages * ratio, clipped).mean()", "return torch.min(-advantages * ratio, clipped).mean()",
@@ -323,4 +325,31 @@ add(PC, "zero-grad-to-none", "            flat.grad.zero_()\n", "            sup
     "flat parameters: zero_grad(set_to_none=True) cuts the gradient views")
 add(PC, "no-view-check", "    agent.check_views()  # (flat parameters) what the optimizer steps is the agent\n", "",
     "flat parameters: a cut view goes unnoticed (Adam steps on zero gradients)")
+
+# ---- torchrun: ppo_atari.py data-parallel over processes (tests/test_distributed.py) ---------------------------
+add(A, "torchrun-no-allreduce", "loss = average_gradients(agent, loss, world_size)", "loss = loss",
+    "torchrun: the gradients not averaged over the ranks (each rank steps on its own share)")
+add(A, "torchrun-sum-not-mean", "tensor /= world_size", "tensor /= 1",
+    "torchrun: the gradients summed over the ranks, not averaged")
+add(A, "torchrun-adv-norm-per-rank", "whole = whole_minibatches(mb_advantages, world_size)", "whole = mb_advantages",
+    "torchrun, core 7: advantages normalized over each rank's share, not the whole minibatch")
+add(A, "torchrun-kl-per-rank", "            all_reduce_mean(approx_kl, world_size)\n", "            pass\n",
+    "torchrun: the KL estimate (target-KL stopping) of each rank's share, so that ranks may stop apart")
+add(A, "torchrun-no-broadcast",
+    "flat_collective([p.detach() for p in agent.parameters()], lambda flat: torch.distributed.broadcast(flat, 0))",
+    "pass", "torchrun: the ranks start from their own initial weights (seeded apart), not rank 0's")
+add(A, "torchrun-env-seeds-not-apart", "envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)",
+    "envs.reset(seed=args.seed + done_iterations)", "torchrun: every rank's envs seeded alike (the same games)")
+add(A, "torchrun-torch-seeds-not-apart", "torch.manual_seed(args.seed + self.rank)", "torch.manual_seed(args.seed)",
+    "torchrun: every rank's torch stream alike (the same action samples)")
+add(A, "torchrun-every-rank-writes", "self.main = self.rank == 0", "self.main = True",
+    "torchrun: every rank writes a run directory, log, checkpoints and a progress bar")
+add(A, "torchrun-every-rank-saves", "if self.args.save_model and self.main and (", "if self.args.save_model and (",
+    "torchrun: every rank writes the checkpoint (the same file)")
+add(A, "torchrun-episodes-not-gathered", "episodes = gather_episodes(episodes, rank * share.num_envs, world_size)",
+    "episodes = episodes", "torchrun: only rank 0's episodes reach the log")
+add(A, "torchrun-steps-of-one-rank", "global_step += args.batch_size", "global_step += share.batch_size",
+    "torchrun: the steps (and SPS) of one rank, not of all")
+add(A, "torchrun-signal-not-agreed", "stop = self.agreed_signal()", "stop = self.signal",
+    "torchrun: a signal to one rank stops that rank alone (the others lose it)")
 # fmt: on

@@ -31,28 +31,36 @@ from mutants import MUTANTS, Mutant  # noqa: E402
 
 
 def k_expr(stem: str) -> str:
-    """A pytest -k expression for the tests of one script: its own module, and the tests of the shared
+    """A pytest -k expression for the tests of one script: its own modules, and the tests of the shared
     files parametrized by it. -k matches substrings of names, and a script's name is part of the others'
     (ppo in ppo_atari) and of parameter ids that are messages ("use ppo_atari.py"), so the script
     parameter is matched with the brackets and dashes that pytest joins ids with: [ppo], [ppo-...],
     [...-ppo], [...-ppo-...]."""
-    return f"test_{stem}.py or [{stem}] or [{stem}- or -{stem}] or -{stem}-"
+    own = " or ".join(os.path.basename(module) for module in own_modules(f"{stem}.py"))
+    return f"{own} or [{stem}] or [{stem}- or -{stem}] or -{stem}-"
 
 
-# Which tests run for a mutant of each script: its own module and the shared files (those of the other
+# Which tests run for a mutant of each script: its own modules and the shared files (those of the other
 # scripts' modules and the benchmark tools' tests left out), cheapest first (-x stops at the first
-# failure): FIRST, its own module, any other shared file (a test file added later included), LAST.
+# failure): FIRST, its own modules, any other shared file (a test file added later included), LAST.
 SCRIPTS = ["ppo.py", "ppo_continuous_action.py", "ppo_atari.py"]
 FIRST = ["tests/test_updates.py", "tests/test_args.py"]
 LAST = ["tests/test_resume.py", "tests/test_checkpoints.py"]
-NOT_SHARED = {f"tests/test_{s[:-3]}.py" for s in SCRIPTS} | {"tests/test_benchmark_tools.py"}
+OWN = {"ppo_atari.py": ["tests/test_distributed.py"]}  # a script's modules besides tests/test_<script>.py
+
+
+def own_modules(script: str) -> list[str]:
+    return [f"tests/test_{script[:-3]}.py", *OWN.get(script, [])]
+
+
+NOT_SHARED = {module for s in SCRIPTS for module in own_modules(s)} | {"tests/test_benchmark_tools.py"}
 
 
 def test_files(tree: str, script: str) -> list[str]:
     """The test files of `script` that exist in `tree`, in the order they run."""
     found = {os.path.relpath(f, tree) for f in glob.glob(os.path.join(tree, "tests", "test_*.py"))}
     rest = sorted(found - NOT_SHARED - set(FIRST) - set(LAST))
-    return [f for f in [*FIRST, f"tests/test_{script[:-3]}.py", *rest, *LAST] if f in found]
+    return [f for f in [*FIRST, *own_modules(script), *rest, *LAST] if f in found]
 
 
 RUNNING: set[subprocess.Popen] = set()  # the pytest processes in flight, stopped if the run is stopped
