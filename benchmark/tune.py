@@ -255,7 +255,12 @@ def best_table(study, k: int = 5) -> str:
         f"{len(states)} trials ({states.count(TrialState.COMPLETE)} complete, {states.count(TrialState.PRUNED)} "
         f"pruned, {states.count(TrialState.FAIL)} failed) of {attrs.get('script')} on {attrs.get('env_id')}, "
         f"{attrs.get('budget', 0):,} steps each (seed {attrs.get('seed')}{fixed}); "
-        f"objective: the mean return of the last {attrs.get('last_episodes')} episodes.",
+        f"objective: the mean return of the last {attrs.get('last_episodes')} episodes"
+        + (
+            f" per env, divided by {', '.join(f'{x:g}' for x in attrs['normalize'])}, averaged over the envs."
+            if isinstance(attrs.get("env_id"), list)
+            else "."
+        ),
         "",
     ]
     if not complete:
