@@ -65,3 +65,15 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory, so that runs/ lands there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread while a test runs, as the scripts run their rollouts (and torchrun's ranks); restored
+    after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

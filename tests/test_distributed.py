@@ -22,13 +22,7 @@ TINY = ["--no-progress", "--env-backend", "gymnasium", "--gym-vector", "sync", "
         "--update-threads", "1"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch on one thread, as the ranks run (the reference update in this process too); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest) torch on one thread, as the script runs
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,7 @@ def short_breakout() -> str:
     return env_id
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Torch as the script runs it on the CPU (--torch-threads 1), for the tests that call its parts."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest) torch on one thread, as the script runs
 
 
 class ActionLog(gym.Wrapper):
