@@ -97,7 +97,7 @@ RANGES = {
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
 RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "resume", "eval_episodes",
                "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
-# named sets of defaults for --recipe; "tuned": found by benchmark/tune.py (README, "A tuned recipe")
+# named sets of defaults for --recipe; "tuned": Tianshou's, the best of benchmark/tune.py's study (README)
 RECIPES: dict[str, dict] = {
     "tuned": dict(
         recipe="tuned",
@@ -467,8 +467,9 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     return torch.optim.Adam(groups, lr=args.learning_rate, eps=1e-5, fused=True)
 
 
-def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args, clip_coef=None,
-               kl_beta: float | None = None, recompute=None) -> dict[str, float]:  # fmt: skip
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args,
+               clip_coef: float | None = None, kl_beta: float | None = None,
+               recompute=None) -> dict[str, float]:  # fmt: skip
     """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`, `kl_beta`:
     this update's (annealed, adapted) ones, else args'. `recompute`: a function giving new (advantages,
     returns), called before every epoch but the first. (speed) Shuffles, advantage normalization and
