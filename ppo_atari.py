@@ -45,6 +45,7 @@ class Args:
     ale_threads: int = 0  # ale-vector backend: threads of the C++ env (0: one per env, at most one per core)
     save_model: bool = True  # write a checkpoint at the end, every --checkpoint-every iterations and when stopped
     checkpoint_every: int = 100  # iterations between checkpoints (0: only at the end and when stopped)
+    stop_at_step: int = 0  # stop with a checkpoint once this many steps are done; the schedule stays (0: never)
     resume: str | None = None  # continue the run of this checkpoint (or run directory); its envs start anew
     eval_episodes: int = 0  # after training, play this many whole games with the policy (eval/episodic_return)
     eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
@@ -84,12 +85,13 @@ RANGES = {
     "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
                  "learning_rate", "clip_coef", "max_grad_norm", "target_kl"),
     "in [0, 1]": ("gamma", "gae_lambda"),
-    "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "eval_episodes", "update_threads", "ale_threads"),
+    "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "stop_at_step", "eval_episodes", "update_threads",
+                      "ale_threads"),
 }  # fmt: skip
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
 # (not --env-backend: the two backends give the same frames, but not the same games)
 RUN_CONTROL = {"progress", "torch_threads", "update_threads", "cuda", "gym_vector", "ale_threads", "save_model",
-               "checkpoint_every", "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint",
+               "checkpoint_every", "stop_at_step", "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint",
                "capture_video"}  # fmt: skip
 # named sets of defaults for --recipe (none in this script)
 RECIPES: dict[str, dict] = {}
@@ -754,6 +756,10 @@ class NonFiniteError(Exception):  # a non-finite loss, gradient or parameter: on
     code = 1
 
 
+class Paused(Exception):  # --stop-at-step reached: stopped after the checkpoint, exit code 0
+    code = 0
+
+
 class Interrupted(Exception):  # SIGINT or SIGTERM: stopped after the checkpoint, exit code 128 + the signal
     def __init__(self, message: str, signum: int):
         super().__init__(message)
@@ -785,6 +791,8 @@ def check_args(args: Args) -> None:
     if args.batch_size % args.num_minibatches:
         raise UsageError(f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps "
                          f"{args.num_steps}) does not split into --num-minibatches {args.num_minibatches}")  # fmt: skip
+    if args.stop_at_step and not args.save_model:  # (a pause that keeps nothing to go on from)
+        raise UsageError("--stop-at-step needs the checkpoint that --no-save-model turns off")
     if args.total_timesteps < args.batch_size:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
     if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
@@ -1002,18 +1010,24 @@ class Run:
             self.bar.update(self.args.batch_size)
         stop = self.agreed_signal()
         every, last = self.args.checkpoint_every, iteration == self.args.num_iterations
-        if self.args.save_model and self.main and (last or stop or (every and iteration % every == 0)):
+        # (--stop-at-step) a long run in slices: each ends with a checkpoint, the learning-rate schedule untouched
+        paused = 0 < self.args.stop_at_step <= global_step and not last
+        if self.args.save_model and self.main and (last or stop or paused or (every and iteration % every == 0)):
             save()
             self.saved = True
+        if (stop is not None or paused) and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # (torchrun) no rank stops (nor torchrun the others) before the save
         if stop is not None:
-            if torch.distributed.is_initialized():  # (torchrun) no rank stops (nor torchrun the others) before the save
-                torch.distributed.barrier()
             launcher = "python" if self.world_size == 1 else "torchrun <the same options>"  # (torchrun: as started)
             where = (
                 f"checkpoint {self.checkpoint_path}; resume with: {launcher} {SCRIPT} --resume {self.checkpoint_path}"
             )
             where = where if self.args.save_model else "no checkpoint (--no-save-model)"
             raise Interrupted(f"stopped at step {global_step}; {where}", stop)
+        if paused:
+            launcher = "python" if self.world_size == 1 else "torchrun <the same options>"
+            raise Paused(f"paused at step {global_step} (--stop-at-step {self.args.stop_at_step}); go on with: "
+                         f"{launcher} {SCRIPT} --resume {self.checkpoint_path} --stop-at-step N")  # fmt: skip
 
     def close(self) -> None:
         self.bar.close()
@@ -1060,10 +1074,13 @@ def main() -> None:
         check_args(args)
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing left")
+        if resume_from is not None and 0 < args.stop_at_step <= resume_from[1]["global_step"]:
+            raise UsageError(f"{resume_from[0]} is at step {resume_from[1]['global_step']} already, not before "
+                             f"--stop-at-step {args.stop_at_step}")  # fmt: skip
         train(args, resume_from)
-    except (UsageError, NonFiniteError, Interrupted) as e:
+    except (UsageError, NonFiniteError, Interrupted, Paused) as e:
         if rank_and_world()[0] == 0:  # (torchrun) every rank stops alike, rank 0 says why
-            print(f"{SCRIPT}: {'' if isinstance(e, Interrupted) else 'error: '}{e}", file=sys.stderr)
+            print(f"{SCRIPT}: {'' if isinstance(e, (Interrupted, Paused)) else 'error: '}{e}", file=sys.stderr)
         sys.exit(e.code)
 
 

@@ -204,3 +204,23 @@ def test_evaluation_episodes_are_seeded_apart_from_the_training_envs(in_tmp, scr
     assert len(set(given)) == 3  # one seed per episode, all different
     # training resets env i of the vector env with seed + iteration + i, a few thousand at most here
     assert not set(given) & set(range(args.seed, args.seed + 10_000)), given
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_run_paused_at_a_step_goes_on_with_the_same_schedule_as_one_that_was_not(in_tmp, script, monkeypatch):
+    module, args = tiny_args(script)
+    whole = module.train(args)
+    pause_at = 2 * args.batch_size + 1  # paused after the iteration that passes it: the third
+    assert run_main(monkeypatch, module, "--no-progress", *tiny_flags(script), "--stop-at-step", str(pause_at)) == 0
+    (run_dir,) = [os.path.join("runs", d) for d in os.listdir("runs") if d != os.path.basename(whole)]
+    checkpoint = torch.load(checkpoint_of(run_dir), weights_only=True)
+    assert (checkpoint["iteration"], checkpoint["global_step"]) == (3, 3 * args.batch_size)
+    # a pause must be before the checkpoint's step, else one line and exit code 2
+    assert run_main(monkeypatch, module, "--resume", run_dir, "--stop-at-step", str(pause_at)) == 2
+    time.sleep(1.0 - time.time() % 1.0)  # (a later event file name, as a later process would have)
+    assert run_main(monkeypatch, module, "--no-progress", "--resume", run_dir) == 0
+    lr, lr_whole = read_scalars(run_dir)["charts/learning_rate"], read_scalars(whole)["charts/learning_rate"]
+    assert [step for step, _ in lr] == [step for step, _ in lr_whole]  # every iteration once, to the end
+    assert [value for _, value in lr] == pytest.approx([value for _, value in lr_whole])
+    assert run_main(monkeypatch, module, "--no-progress", *tiny_flags(script), "--stop-at-step", "1",
+                    "--no-save-model") == 2  # fmt: skip
