@@ -424,13 +424,17 @@ def main() -> None:
     while True:
         if stop["asked"] is None and time.time() > deadline:
             stop["asked"] = f"--hours {options.hours}"
-        if stop["asked"] is None and refill:  # fill the free slots, the lanes with the fewest runs first
-            for lane in sorted(options.lanes, key=lambda name: sum(run[1] == name for run in running.values())):
-                for spec in stage_runs(options.home, state, lane, finished, failed):
-                    if len(running) < options.jobs and spec.key not in running and spec.key not in failed:
-                        running[spec.key] = (spec, lane, start(options.home, state, spec))
-                        print(f"{time.strftime('%H:%M:%S')} started {spec.key} toward step {spec.budget:,}", flush=True)
-                        save_state(options.home, state)
+        if stop["asked"] is None and refill:  # fill the free slots: to the lane with the fewest runs, one by one
+            waiting = {lane: stage_runs(options.home, state, lane, finished, failed) for lane in options.lanes}
+            waiting = {lane: [s for s in runs if s.key not in running and s.key not in failed] for lane, runs in
+                       waiting.items()}  # fmt: skip
+            while len(running) < options.jobs and any(waiting.values()):
+                lane = min((lane for lane in waiting if waiting[lane]), key=lambda name: sum(
+                    run[1] == name for run in running.values()))  # fmt: skip
+                spec = waiting[lane].pop(0)
+                running[spec.key] = (spec, lane, start(options.home, state, spec))
+                print(f"{time.strftime('%H:%M:%S')} started {spec.key} toward step {spec.budget:,}", flush=True)
+                save_state(options.home, state)
             refill = False
         if stop["asked"] is not None and not stopping:  # each run finishes its iteration and checkpoints
             for _, _, process in running.values():
