@@ -186,7 +186,7 @@ def trial_returns(runs: list[Spec]) -> dict[str, float] | None:
     returns = {}
     for spec in runs:
         episodes = read_csv(csv_path(spec))
-        if not episodes:
+        if not episodes or not episodes[0]["return"]:
             return None
         returns[spec.env_id] = float(np.mean([float(row["return"]) for row in episodes[-100:]]))
     return returns
@@ -212,7 +212,9 @@ def study_stage(home: str, finished, failed, ask: bool = True) -> tuple[list[Spe
             study.tell(trial.number, state=TrialState.FAIL)
         elif all(finished(spec) for spec in runs):
             returns = trial_returns(runs)
-            study.set_trial_user_attr(trial.number, "returns", returns)
+            if returns is None:  # (no episode ended)
+                study.tell(trial.number, state=TrialState.FAIL)
+                continue
             objective = [returns[env] / scale for env, scale in zip(STUDY["envs"], STUDY["normalize"])]
             study.tell(trial.number, sum(objective) / len(objective))
     trials = study.get_trials(deepcopy=False)
@@ -247,7 +249,7 @@ def best_recipe(home: str) -> list[str]:
 def export_study(study) -> None:
     rows = []
     for t in study.get_trials(deepcopy=False):
-        returns = t.user_attrs.get("returns") or {}
+        returns = trial_returns(trial_runs(t.number, t.params)) or {}
         row = {"trial": t.number, "state": t.state.name, "recipe": t.user_attrs.get("recipe", "sampled")}
         row.update({name: t.params.get(name) for name in sorted(t.params)})
         row.update({env: returns.get(env) for env in STUDY["envs"]})
@@ -339,6 +341,12 @@ def start(home: str, state: dict, spec: Spec) -> subprocess.Popen:
     return process
 
 
+def spec_of(key: str, record: dict) -> Spec:
+    """The Spec of a run of the state (its budget: where its checkpoint is)."""
+    env_id, variant, seed = key.split("__")
+    return Spec(env_id, variant, int(seed), record["script"], record["total"], record.get("step", 0), record["flags"])
+
+
 def stage_runs(home: str, state: dict, lane: str, finished, failed, ask: bool = True) -> list[Spec]:
     """The runs of a lane's first unfinished stage ([] when the lane is done)."""
     for stage in LANES[lane]:
@@ -407,8 +415,11 @@ def main() -> None:
     def measure(key: str) -> None:  # the truth is the checkpoint (a runner killed mid-way too)
         state["runs"][key]["step"], state["runs"][key]["ended"] = checkpoint_step(options.home, key)
 
-    for key in state["runs"]:
+    for key, record in state["runs"].items():  # (runs that went on after the last export: a runner killed)
+        before = record.get("step")
         measure(key)
+        if record["step"] != before or not os.path.exists(csv_path(spec_of(key, record))):
+            export(options.home, spec_of(key, record))
     if options.status:
         for lane in options.lanes:  # (so that `seen` holds every run of the stages so far)
             stage_runs(options.home, state, lane, finished, failed, ask=False)
