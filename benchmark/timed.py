@@ -30,6 +30,7 @@ def run(split_json: str, script: str, flags: list[str]) -> None:
     spec = importlib.util.spec_from_file_location(os.path.basename(script)[: -len(".py")], script)
     module = importlib.util.module_from_spec(spec)
     sys.argv = [script, *flags]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # (its run module, ppo_run.py, beside it)
     spec.loader.exec_module(module)
 
     totals = dict.fromkeys(["env_step", "rollout", "update"], 0.0)
@@ -44,7 +45,7 @@ def run(split_json: str, script: str, flags: list[str]) -> None:
     module.collect_rollout = timed(module.collect_rollout, totals, "rollout")
     module.ppo_update = timed(module.ppo_update, totals, "update")
     start = time.perf_counter()
-    module.main()
+    module.ppo_run.main(module)
     totals["total"] = time.perf_counter() - start
     with open(split_json, "w") as f:
         json.dump(totals, f)

@@ -10,6 +10,8 @@ import os
 import pytest
 from conftest import run_script
 
+import ppo_run
+
 NAN, INF = float("nan"), float("inf")
 COMMON = [
     ("learning_rate", NAN, "positive"), ("learning_rate", 0.0, "positive"), ("learning_rate", INF, "finite"),
@@ -45,7 +47,7 @@ CASES = [(script, *case) for script in PER_SCRIPT for case in COMMON + PER_SCRIP
 def test_a_bad_number_is_refused_by_name(script, name, value, asked):
     module = importlib.import_module(script)
     with pytest.raises(module.UsageError) as error:
-        module.check_args(module.Args(**{name: value}))
+        ppo_run.check_args(module, module.Args(**{name: value}))
     assert str(error.value) == f"--{name.replace('_', '-')} must be {asked}, got {value}"
 
 
@@ -54,7 +56,7 @@ def test_the_edges_of_the_ranges_are_accepted(script):
     module = importlib.import_module(script)
     for overrides in [{"gamma": 0.0, "gae_lambda": 0.0}, {"gamma": 1.0, "gae_lambda": 1.0},
                       {"ent_coef": 0.0, "vf_coef": 0.0}, {"target_kl": 1e-9, "learning_rate": 1e-9}]:  # fmt: skip
-        module.check_args(module.Args(**overrides))
+        ppo_run.check_args(module, module.Args(**overrides))
 
 
 @pytest.mark.parametrize("script", list(PER_SCRIPT))
@@ -62,9 +64,9 @@ def test_minibatches_of_one_sample_are_refused_only_where_advantages_are_normali
     module = importlib.import_module(script)
     batch = module.Args().num_envs * module.Args().num_steps
     with pytest.raises(module.UsageError, match=f"--num-minibatches {batch} leaves 1 sample per minibatch"):
-        module.check_args(module.Args(num_minibatches=batch))
-    module.check_args(module.Args(num_minibatches=batch, norm_adv=False))  # (nothing to normalize)
-    module.check_args(module.Args(num_minibatches=batch // 2))  # 2 samples each: a std exists
+        ppo_run.check_args(module, module.Args(num_minibatches=batch))
+    ppo_run.check_args(module, module.Args(num_minibatches=batch, norm_adv=False))  # (nothing to normalize)
+    ppo_run.check_args(module, module.Args(num_minibatches=batch // 2))  # 2 samples each: a std exists
 
 
 @pytest.mark.parametrize("script", list(PER_SCRIPT))

@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import ROOT, read_scalars, run_script, start_training
 
+import ppo_run
+
 # per script: tiny settings (as CLI flags, which are also Args fields) that run a few iterations fast
 TINY = {
     "ppo": {"--num-steps": "32", "--total-timesteps": "1024"},
@@ -38,7 +40,7 @@ def tiny_args(script: str, **overrides):
     fields = {flag[2:].replace("-", "_"): type(getattr(module.Args, flag[2:].replace("-", "_")))(value)
               for flag, value in TINY[script].items()}  # fmt: skip
     args = module.Args(**{**fields, "progress": False, **overrides})
-    module.check_args(args)
+    ppo_run.check_args(module, args)
     return module, args
 
 
@@ -82,7 +84,7 @@ def test_a_real_sigint_leaves_a_checkpoint_and_the_run_resumes_where_it_stopped(
     # stopped run's Args are adopted, the global step and the learning-rate schedule go on, and the
     # same event directory gets the new points
     interrupt_at_update(monkeypatch, module, 2)
-    with pytest.raises(module.Interrupted):
+    with pytest.raises(ppo_run.Interrupted):
         module.train(*resume(module, run_dir))
     assert os.listdir("runs") == [os.path.basename(run_dir)]
     scalars = read_scalars(run_dir)
@@ -115,9 +117,9 @@ def resume(module, path: str):
     # created in and a per-process counter that is not zero-padded (".9" sorts after ".10"). A real
     # resume (a new process, later) writes its file in a later second; so must one in this process.
     time.sleep(1.0 - time.time() % 1.0)
-    resume_from = module.load_checkpoint(path)
-    args = module.resumed_args(module.Args(resume=path, progress=False), resume_from[1]["args"])
-    module.check_args(args)
+    resume_from = ppo_run.load_checkpoint(path)
+    args = ppo_run.resumed_args(module, module.Args(resume=path, progress=False), resume_from[1]["args"])
+    ppo_run.check_args(module, args)
     return args, resume_from
 
 
@@ -147,7 +149,9 @@ def test_resuming_with_another_env_is_refused(in_tmp, script):
     run_dir = module.train(args)
     other = {"ppo": "Acrobot-v1", "ppo_continuous_action": "Hopper-v4", "ppo_atari": "PongNoFrameskip-v4"}[script]
     with pytest.raises(module.UsageError, match=f"--env-id {args.env_id} \\(not {other}\\)"):
-        module.resumed_args(module.Args(env_id=other, resume=run_dir), module.load_checkpoint(run_dir)[1]["args"])
+        ppo_run.resumed_args(
+            module, module.Args(env_id=other, resume=run_dir), ppo_run.load_checkpoint(run_dir)[1]["args"]
+        )
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -174,7 +178,7 @@ def test_a_planted_nan_stops_the_run_naming_the_iteration_and_the_last_good_chec
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_run_directories_are_never_reused(in_tmp, script):
     module, args = tiny_args(script)
-    first, second = module.new_run_dir(args), module.new_run_dir(args)
+    first, second = ppo_run.new_run_dir(args), ppo_run.new_run_dir(args)
     assert first != second and os.path.isdir(first) and os.path.isdir(second)
 
 

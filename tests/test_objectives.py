@@ -15,6 +15,8 @@ import torch
 from conftest import read_scalars, run_script
 from test_checkpoints import checkpoint_of, interrupt_at_update, resume, tiny_args
 
+import ppo_run
+
 SCRIPTS = ["ppo", "ppo_continuous_action"]
 
 
@@ -116,7 +118,7 @@ def test_a_kl_penalty_run_adapts_beta_by_the_rule_and_a_resumed_run_continues_it
     module, args = tiny_args(script, loss_type="kl-penalty", kl_target=5e-5, checkpoint_every=0)
     adapt = module.adapt_kl_beta
     update = interrupt_at_update(monkeypatch, module, 3)
-    with pytest.raises(module.Interrupted):
+    with pytest.raises(ppo_run.Interrupted):
         module.train(args)
     monkeypatch.setattr(module, "ppo_update", update)
     (run_dir,) = [os.path.join("runs", d) for d in os.listdir("runs")]
@@ -203,7 +205,7 @@ def test_target_kl_early_stopping_is_logged_as_the_epochs_done(in_tmp, script):
 def test_kl_beta_and_kl_target_must_be_positive(script, name, value):
     module = importlib.import_module(script)
     with pytest.raises(module.UsageError, match=f"^--{name.replace('_', '-')} must be positive, got {value}$"):
-        module.check_args(module.Args(**{name: value}))
+        ppo_run.check_args(module, module.Args(**{name: value}))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

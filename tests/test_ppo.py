@@ -10,6 +10,7 @@ import torch
 from conftest import TAGS, read_scalars, read_text, run_script
 
 import ppo
+import ppo_run
 
 
 def test_gae_hand_computed_with_termination_and_truncation():
@@ -166,7 +167,7 @@ def test_truncation_bootstrap_uses_the_final_observation_value():
 
 def short_run(**overrides) -> str:
     args = ppo.Args(**{"total_timesteps": 2048, "num_steps": 64, "progress": False, **overrides})
-    ppo.check_args(args)
+    ppo_run.check_args(ppo, args)
     return ppo.train(args)
 
 
@@ -212,7 +213,7 @@ def test_runs_on_other_classic_control_envs(in_tmp, env_id):
 def test_learns_cartpole(in_tmp):
     # at the default settings but 100k steps (about 20 s here), the recent returns pass 195
     args = ppo.Args(total_timesteps=100_000, progress=False)
-    ppo.check_args(args)
+    ppo_run.check_args(ppo, args)
     returns = [value for _, value in read_scalars(ppo.train(args))["charts/episodic_return"]]
     assert np.mean(returns[-20:]) >= 195, returns[-20:]
 
@@ -245,12 +246,12 @@ def test_a_saved_and_loaded_agent_acts_and_values_alike(tmp_path):
             flat.normal_(0, 0.5)
     args = ppo.Args()
     optimizer = torch.optim.Adam(agent.flat_params, lr=1e-3)
-    ppo.save_checkpoint(
-        str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, ppo.RolloutPolicy(agent, 0).rng
+    ppo_run.save_checkpoint(
+        str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, policy_rng=ppo.RolloutPolicy(agent, 0).rng
     )
-    path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
+    path, checkpoint = ppo_run.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
     assert path == str(tmp_path / "ppo.cleanrl_model")
-    loaded = ppo.load_agent(checkpoint)
+    loaded = ppo_run.load_agent(ppo, checkpoint)
     obs = torch.from_numpy(np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
     with torch.no_grad():
         assert torch.equal(loaded.get_value(obs), agent.get_value(obs))

@@ -16,6 +16,7 @@ import torch
 from conftest import ROOT, TAGS, read_scalars, read_text, run_script, start_training
 
 import ppo_atari
+import ppo_run
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 SPACE_INVADERS = "SpaceInvadersNoFrameskip-v4"  # 5 to 30 points per alien: clipped and real scores differ
@@ -390,7 +391,7 @@ def test_native_bf16_is_what_the_cpu_has(monkeypatch):
     assert ppo_atari.native_bf16(cuda=False) == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
     monkeypatch.setattr(ppo_atari, "native_bf16", lambda cuda: False)  # (as on a CPU without it)
     with pytest.raises(ppo_atari.UsageError, match="--bf16 needs native bfloat16"):
-        ppo_atari.check_args(ppo_atari.Args(bf16=True))
+        ppo_run.check_args(ppo_atari, ppo_atari.Args(bf16=True))
 
 
 def test_network_output_shapes_and_pixel_scaling():
@@ -663,7 +664,7 @@ def short_run(**overrides) -> str:
             **overrides,
         }  # fmt: skip
     )
-    ppo_atari.check_args(args)
+    ppo_run.check_args(ppo_atari, args)
     return ppo_atari.train(args)
 
 
@@ -688,7 +689,7 @@ def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, env_backend):
 
 def test_a_saved_agent_loads_back_with_the_same_actions_and_values(tmp_path):
     args = ppo_atari.Args(env_id=BREAKOUT)
-    ppo_atari.check_args(args)
+    ppo_run.check_args(ppo_atari, args)
     env, obs = breakout_frames()
     # an agent away from its initialization (non-zero biases, a policy head that prefers some actions),
     # and an optimizer with state
@@ -702,11 +703,11 @@ def test_a_saved_agent_loads_back_with_the_same_actions_and_values(tmp_path):
     optimizer.step()
 
     path = str(tmp_path / "ppo_atari.cleanrl_model")
-    ppo_atari.save_checkpoint(path, agent, optimizer, args, global_step=128, iteration=2)
+    ppo_run.save_checkpoint(path, agent, optimizer, args, global_step=128, iteration=2)
     assert os.listdir(tmp_path) == ["ppo_atari.cleanrl_model"]  # (the temporary file was renamed)
-    loaded_path, checkpoint = ppo_atari.load_checkpoint(str(tmp_path))  # a run directory will do
+    loaded_path, checkpoint = ppo_run.load_checkpoint(str(tmp_path))  # a run directory will do
     assert loaded_path == path and (checkpoint["global_step"], checkpoint["iteration"]) == (128, 2)
-    loaded = ppo_atari.load_agent(checkpoint)
+    loaded = ppo_run.load_agent(ppo_atari, checkpoint)
 
     with torch.inference_mode():
         assert torch.equal(loaded.action(obs, deterministic=True), agent.action(obs, deterministic=True))
@@ -747,7 +748,7 @@ def test_evaluation_plays_whole_games_and_returns_their_real_score(monkeypatch):
     monkeypatch.setattr(ppo_atari, "make_raw_env", logged_raw_env)
     torch.manual_seed(0)
     agent = ppo_atari.Agent(6)
-    (score,) = ppo_atari.evaluate(agent, SPACE_INVADERS, 1, deterministic=False, seed=0)
+    (score,) = ppo_run.evaluate(ppo_atari.make_env, agent, SPACE_INVADERS, 1, deterministic=False, seed=0)
     (log,) = logs
     # one game, over all its lives (a lost life is not the end of an evaluation game) ...
     assert log.game_overs == 1 and log.lives[0] == 3 and log.lives[-1] == 0

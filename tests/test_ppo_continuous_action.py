@@ -15,6 +15,7 @@ from conftest import TAGS, read_scalars, read_text, run_script
 from torch.distributions import Normal
 
 import ppo_continuous_action as ppo
+import ppo_run
 
 gym.register(
     "InvertedPendulumLimit5-v4",
@@ -288,11 +289,11 @@ def test_a_saved_and_loaded_agent_acts_values_and_normalizes_alike_and_evaluatio
     agent.return_rms.update(rng.normal(0.0, 5.0, size=300))
     optimizer = ppo.make_optimizer(agent, args)
     policy = ppo.RolloutPolicy(agent, seed=0)
-    ppo.save_checkpoint(str(tmp_path / "run.cleanrl_model"), agent, optimizer, args, 0, 0, policy.rng)
+    ppo_run.save_checkpoint(str(tmp_path / "run.cleanrl_model"), agent, optimizer, args, 0, 0, policy_rng=policy.rng)
 
-    path, checkpoint = ppo.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
+    path, checkpoint = ppo_run.load_checkpoint(str(tmp_path))  # (a run directory names its one checkpoint)
     assert path == str(tmp_path / "run.cleanrl_model")
-    loaded = ppo.load_agent(checkpoint)
+    loaded = ppo_run.load_agent(ppo, checkpoint)
     assert loaded.tanh_mean == args.tanh_mean and ("actor_logstd" in dict(loaded.named_parameters())) == (not kwargs)
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     for key, value in loaded.state_dict().items():
@@ -318,14 +319,14 @@ def test_a_saved_and_loaded_agent_acts_values_and_normalizes_alike_and_evaluatio
         np.testing.assert_array_equal(a, b)
 
     # evaluation plays with frozen statistics (and changes nothing of the agent) ...
-    returns = ppo.evaluate(loaded, "Hopper-v5", 2, deterministic=False, seed=0)
+    returns = ppo_run.evaluate(ppo.make_env, loaded, "Hopper-v5", 2, deterministic=False, seed=0)
     assert len(returns) == 2
-    deterministic = ppo.evaluate(loaded, "Hopper-v5", 1, deterministic=True, seed=5)
+    deterministic = ppo_run.evaluate(ppo.make_env, loaded, "Hopper-v5", 1, deterministic=True, seed=5)
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, before[key]), key
     # ... and its returns are the env's own: the sum of the raw rewards of the mean actions, clipped
     env = gym.make("Hopper-v5")
-    raw_obs, _ = env.reset(seed=ppo.EVAL_SEEDS + 5)  # (evaluation seeds its episodes apart from training)
+    raw_obs, _ = env.reset(seed=ppo_run.EVAL_SEEDS + 5)  # (evaluation seeds its episodes apart from training)
     expected, done = 0.0, False
     while not done:
         with torch.no_grad():
@@ -350,8 +351,10 @@ def test_resuming_loads_into_the_flat_parameters_that_the_optimizer_and_the_poli
     trained_optimizer = ppo.make_optimizer(trained, args)
     step(trained, trained_optimizer)
     path = str(tmp_path / "run.cleanrl_model")
-    ppo.save_checkpoint(path, trained, trained_optimizer, args, 0, 1, ppo.RolloutPolicy(trained, seed=0).rng)
-    _, checkpoint = ppo.load_checkpoint(path)
+    ppo_run.save_checkpoint(
+        path, trained, trained_optimizer, args, 0, 1, policy_rng=ppo.RolloutPolicy(trained, seed=0).rng
+    )
+    _, checkpoint = ppo_run.load_checkpoint(path)
     agent_state, optimizer_state = checkpoint["agent"], checkpoint["optimizer"]
     assert not any(key.startswith("flat") for key in agent_state)  # the state_dict holds the named parameters
 
@@ -407,7 +410,7 @@ def short_run(**overrides) -> str:
         **{"total_timesteps": 1024, "num_steps": 256, "num_minibatches": 4, "update_epochs": 4, "progress": False}
         | overrides
     )
-    ppo.check_args(args)
+    ppo_run.check_args(ppo, args)
     return ppo.train(args)
 
 
@@ -469,7 +472,7 @@ def test_learns_inverted_pendulum(in_tmp):
     # at the default settings but 40,960 steps (20 iterations, about half a minute here), the last 20
     # episodes of seeds 1 to 4 average 913 to 995 (the most is 1000); 30,720 steps would give 580 to 666
     args = ppo.Args(env_id="InvertedPendulum-v4", total_timesteps=40960, progress=False)
-    ppo.check_args(args)
+    ppo_run.check_args(ppo, args)
     returns = [value for _, value in read_scalars(ppo.train(args))["charts/episodic_return"]]
     assert np.mean(returns[-20:]) >= 600, returns[-20:]
 
@@ -545,7 +548,7 @@ def truncated_rollout(agent: ppo.Agent, args: ppo.Args):
 
 def test_recompute_adv_refreshes_values_advantages_and_returns_before_every_epoch_but_the_first():
     args = ppo.Args(env_id="InvertedPendulumLimit5-v4", num_envs=2, num_steps=32, num_minibatches=2, update_epochs=3)
-    ppo.check_args(args)
+    ppo_run.check_args(ppo, args)
     agent = perturbed_agent(4, 1, fixed_std=1e-3)
     with torch.no_grad():  # actions near 0 keep the pole up: the episodes are cut at 5 steps, not ended
         agent.actor_mean[4].weight.zero_()

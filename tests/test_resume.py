@@ -17,12 +17,14 @@ from conftest import read_scalars, run_script
 from test_checkpoints import SCRIPTS, checkpoint_of, interrupt_at_update, tiny_args, tiny_flags
 from test_updates import make_case
 
+import ppo_run
+
 
 def run_main(monkeypatch, module, *flags: str) -> int:
     """`python <script> FLAGS` in this process; returns its exit code."""
     monkeypatch.setattr(sys, "argv", [module.SCRIPT, *flags])
     try:
-        module.main()
+        ppo_run.main(module)
     except SystemExit as e:
         return e.code
     return 0
@@ -131,13 +133,12 @@ def test_a_flag_named_on_the_command_line_is_refused_not_dropped_when_it_contrad
         f"{args.total_timesteps} (not {default})"
     ]
     # what the command line names, as a parser would read it
-    assert module.given_flags(["--total-timesteps", "5", "--no-anneal-lr", "--gamma=0.9", "--resume", "x"]) == {
-        "total_timesteps", "anneal_lr", "gamma", "resume"
-    }  # fmt: skip
+    named = ppo_run.given_flags(module, ["--total-timesteps", "5", "--no-anneal-lr", "--gamma=0.9", "--resume", "x"])
+    assert named == {"total_timesteps", "anneal_lr", "gamma", "resume"}
     # a flag that agrees with the checkpoint is accepted, and a run-control flag is taken from the command line
     given = {"env_id", "checkpoint_every"}
-    resumed = module.resumed_args(
-        module.Args(env_id=args.env_id, resume=run_dir, checkpoint_every=7), checkpoint["args"], given
+    resumed = ppo_run.resumed_args(
+        module, module.Args(env_id=args.env_id, resume=run_dir, checkpoint_every=7), checkpoint["args"], given
     )
     assert resumed.checkpoint_every == 7 and resumed.total_timesteps == args.total_timesteps
 
@@ -162,7 +163,7 @@ def test_a_resumed_run_keeps_the_stopped_runs_videos(in_tmp, script, monkeypatch
 def test_train_resumed_from_the_checkpoint_of_the_last_iteration_just_returns(in_tmp, script):
     module, args = tiny_args(script)
     run_dir = module.train(args)
-    resume_from = module.load_checkpoint(run_dir)
+    resume_from = ppo_run.load_checkpoint(run_dir)
     assert resume_from[1]["iteration"] == args.num_iterations
     assert module.train(args, resume_from) == run_dir
 
@@ -197,9 +198,9 @@ def test_evaluation_episodes_are_seeded_apart_from_the_training_envs(in_tmp, scr
         seeds.append(seed)
         return reset(self, *a, seed=seed, **kw)
 
-    agent = module.load_agent(module.load_checkpoint(module.train(args))[1])
+    agent = ppo_run.load_agent(module, ppo_run.load_checkpoint(module.train(args))[1])
     monkeypatch.setattr(__import__("gymnasium").Env, "reset", spy)
-    module.evaluate(agent, args.env_id, 3, False, args.seed)
+    ppo_run.evaluate(module.make_env, agent, args.env_id, 3, False, args.seed)
     given = [s for s in seeds if s is not None]
     assert len(set(given)) == 3  # one seed per episode, all different
     # training resets env i of the vector env with seed + iteration + i, a few thousand at most here

@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ppo_atari  # noqa: E402
+import ppo_run
 
 SPACES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4)
 
@@ -80,7 +81,7 @@ def short_breakout() -> str:
 def recorded_train(args: ppo_atari.Args) -> dict:
     seen = {"reset_seeds": [], "episodes": [], "saves": 0, "torch_seed": None, "agent": None}
     make_envs, collect_rollout, ppo_update = ppo_atari.make_envs, ppo_atari.collect_rollout, ppo_atari.ppo_update
-    save_checkpoint = ppo_atari.save_checkpoint
+    save_checkpoint = ppo_run.save_checkpoint
 
     def recording_make_envs(*a, **kw):
         envs = make_envs(*a, **kw)
@@ -109,7 +110,7 @@ def recorded_train(args: ppo_atari.Args) -> dict:
         return save_checkpoint(*a, **kw)
 
     ppo_atari.make_envs, ppo_atari.collect_rollout = recording_make_envs, recording_collect_rollout
-    ppo_atari.ppo_update, ppo_atari.save_checkpoint = recording_ppo_update, recording_save_checkpoint
+    ppo_atari.ppo_update, ppo_run.save_checkpoint = recording_ppo_update, recording_save_checkpoint
     seen["run_dir"] = ppo_atari.train(args)
     seen["agent"] = {k: v.clone() for k, v in seen["agent"].state_dict().items()}
     return seen
@@ -126,7 +127,7 @@ def main() -> None:
     result["non_finite_stops"] = non_finite_update(share, slice(rank * 2, rank * 2 + 2), rank)
     args = ppo_atari.Args(env_id=short_breakout(), num_envs=2, num_steps=32, total_timesteps=256, progress=False,
                           gym_vector="sync", update_threads=1)  # fmt: skip
-    ppo_atari.check_args(args)
+    ppo_run.check_args(ppo_atari, args)
     result["train"] = recorded_train(args)
     torch.save(result, os.path.join(out, f"rank{rank}.pt"))
 

@@ -8,8 +8,8 @@ survive. Details are numbered as in README.md's tables (core 1-13, atari 1-9, co
 
 from dataclasses import dataclass
 
-P, C, A = "ppo.py", "ppo_continuous_action.py", "ppo_atari.py"
-PREFIX = {P: "ppo", C: "continuous", A: "atari"}
+P, C, A, R = "ppo.py", "ppo_continuous_action.py", "ppo_atari.py", "ppo_run.py"
+PREFIX = {P: "ppo", C: "continuous", A: "atari", R: "run"}
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,8 @@ add(PC, "kl-beta-swapped", "return beta / 2 if kl < target / 1.5 else beta * 2 i
 add(PC, "kl-beta-band", "return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta",
     "return beta / 2 if kl < target / 2 else beta * 2 if kl > target * 2 else beta",
     "loss types: beta band edges target/2, target*2")
-add(PC, "kl-beta-not-saved", "policy.rng, kl_beta=kl_beta", "policy.rng, kl_beta=args.kl_beta",
+add(PC, "kl-beta-not-saved", "policy_rng=policy.rng, kl_beta=kl_beta",
+    "policy_rng=policy.rng, kl_beta=args.kl_beta",
     "loss types: the adapted kl_beta not saved in the checkpoint")
 add(PC, "kl-beta-not-restored", 'kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
     "loss types: kl_beta not restored from the checkpoint")
@@ -190,35 +191,19 @@ add(ALL, "resume-no-weights", 'agent.load_state_dict(run.checkpoint["agent"])\n 
     "optimizer.load_state_dict", "resume: the weights not loaded")
 add(ALL, "resume-no-optimizer", 'optimizer.load_state_dict(run.checkpoint["optimizer"])', "pass",
     "resume: the optimizer state not loaded")
-add(ALL, "resume-no-torch-rng", 'torch.set_rng_state(rng["torch"])', "pass", "resume: torch's RNG not restored")
-add(PC, "resume-no-policy-rng", 'policy_rng.bit_generator.state = rng["policy"]', "pass",
-    "resume: the rollout policy's RNG not restored")
-add(ALL, "resume-no-cuda-rng", 'if "cuda" in rng and torch.cuda.is_initialized():', "if False:",
-    "resume: the CUDA RNG not restored", "the tests run on the CPU, where no CUDA RNG is saved or used")
 add(C, "resume-no-obs-rms", 'agent.load_state_dict(run.checkpoint["agent"])\n        optimizer',
     'agent.load_state_dict({k: v for k, v in run.checkpoint["agent"].items() if not k.startswith("obs_rms.")}, '
     "strict=False)\n        optimizer", "resume, continuous 6: the observation statistics not loaded")
 add(C, "resume-no-return-rms", 'agent.load_state_dict(run.checkpoint["agent"])\n        optimizer',
     'agent.load_state_dict({k: v for k, v in run.checkpoint["agent"].items() if not k.startswith("return_rms.")}, '
     "strict=False)\n        optimizer", "resume, continuous 8: the return statistics not loaded")
-add(ALL, "resume-no-iteration", 'self.done_iterations = self.checkpoint["iteration"] if self.checkpoint else 0',
-    "self.done_iterations = 0",
-    "resume: done_iterations not taken from the checkpoint (learning-rate position lost)")
-add(ALL, "save-fresh-optimizer", '"optimizer": optimizer.state_dict(),',
-    '"optimizer": make_optimizer(agent, args).state_dict(),', "resume (save side): a fresh optimizer's state saved")
 
-add(ALL, "no-episodes-logged", 'ended = np.flatnonzero(final["_episode"]) if "_episode" in final else []', "ended = []",
-    "logging: the episodes that ended are not reported (charts/episodic_return empty)")
 
-add(ALL, "eval-checkpoint-unchecked", "            check_numbers(args)\n            path, checkpoint = load_checkpoint(",
-    "            path, checkpoint = load_checkpoint(", "evaluation: --eval-checkpoint takes numbers out of their range")
 
 add(A, "async-main-ignores-signals", "if os.getpid() != main_pid:", "if True:",
     "interruption: with --gym-vector async the main process ignores Ctrl-C too (env 0 is built there once)")
 
 # ---- evaluation ----------------------------------------------------------------------------------------------
-add(ALL, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
-    "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
 add(C, "eval-updates-stats", "self.normalize_obs(obs[None], update=False)", "self.normalize_obs(obs[None], update=True)",
     "evaluation, continuous 6: the statistics updated while evaluating, not frozen")
 
@@ -268,8 +253,6 @@ add(C, "final-obs-not-kept", "buf.final_obs[step, truncated], buf.truncation_val
 add(C, "recompute-old-value-anchor", "        buf.values[:] = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:]))",
     "        buf.values = policy.value(buf.obs.reshape((-1,) + buf.obs.shape[2:]))",
     "--recompute-adv: new values bound to a new array, the update's view (value clipping) keeps the rollout's")
-add(C, "recipe-ignored", "return Args(**RECIPES.get(name, {}))", "return Args()",
-    "--recipe: the recipe's defaults not applied")
 add(C, "recompute-flag-unwired", "if args.recompute_adv else None", "if False else None",
     "--recompute-adv: train never passes the recompute")
 
@@ -316,11 +299,6 @@ add(A, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 fra
 # ---- the mends of resume, videos, evaluation and the flat parameters ------------------------------------------
 add(C, "return-never-reset-call-site", "reward_scaler(reward, terminated | truncated)",
     "reward_scaler(reward, terminated & False)", "continuous 8: the discounted return never reset (at the call site)")
-add(ALL, "resume-drops-named-flags", 'resumed_args(args, resume_from[1]["args"], given_flags(sys.argv[1:]))',
-    'resumed_args(args, resume_from[1]["args"], None)', "resume: a flag named with its default value dropped")
-add(ALL, "resume-overwrites-videos",
-    'self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"',
-    'self.video_prefix = "rl-video"', "resume: a resumed run's videos overwrite the stopped run's")
 add(PC, "zero-grad-to-none", "            flat.grad.zero_()\n", "            super().zero_grad()\n",
     "flat parameters: zero_grad(set_to_none=True) cuts the gradient views")
 add(PC, "no-view-check", "    agent.check_views()  # (flat parameters) what the optimizer steps is the agent\n", "",
@@ -340,16 +318,42 @@ add(A, "torchrun-no-broadcast",
     "pass", "torchrun: the ranks start from their own initial weights (seeded apart), not rank 0's")
 add(A, "torchrun-env-seeds-not-apart", "envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)",
     "envs.reset(seed=args.seed + done_iterations)", "torchrun: every rank's envs seeded alike (the same games)")
-add(A, "torchrun-torch-seeds-not-apart", "torch.manual_seed(args.seed + self.rank)", "torch.manual_seed(args.seed)",
-    "torchrun: every rank's torch stream alike (the same action samples)")
-add(A, "torchrun-every-rank-writes", "self.main = self.rank == 0", "self.main = True",
-    "torchrun: every rank writes a run directory, log, checkpoints and a progress bar")
-add(A, "torchrun-every-rank-saves", "if self.args.save_model and self.main and (", "if self.args.save_model and (",
-    "torchrun: every rank writes the checkpoint (the same file)")
 add(A, "torchrun-episodes-not-gathered", "episodes = gather_episodes(episodes, rank * share.num_envs, world_size)",
     "episodes = episodes", "torchrun: only rank 0's episodes reach the log")
 add(A, "torchrun-steps-of-one-rank", "global_step += args.batch_size", "global_step += share.batch_size",
     "torchrun: the steps (and SPS) of one rank, not of all")
-add(A, "torchrun-signal-not-agreed", "stop = self.agreed_signal()", "stop = self.signal",
+# ---- the run module (ppo_run.py): resume, checkpoints, logging, evaluation, torchrun's rank 0 --------------------
+add(R, "resume-no-torch-rng", 'torch.set_rng_state(rng["torch"])', "pass", "resume: torch's RNG not restored")
+add(R, "resume-no-policy-rng", 'policy_rng.bit_generator.state = rng["policy"]', "pass",
+    "resume: the rollout policy's RNG not restored")
+add(R, "resume-no-cuda-rng", 'if "cuda" in rng and torch.cuda.is_initialized():', "if False:",
+    "resume: the CUDA RNG not restored", "the tests run on the CPU, where no CUDA RNG is saved or used")
+add(R, "resume-no-iteration", 'self.done_iterations = self.checkpoint["iteration"] if self.checkpoint else 0',
+    "self.done_iterations = 0", "resume: done_iterations not taken from the checkpoint (learning-rate position lost)")
+add(R, "save-fresh-optimizer", "optimizer=optimizer.state_dict(),",
+    'optimizer={"state": {}, "param_groups": optimizer.state_dict()["param_groups"]},',
+    "resume (save side): a fresh optimizer's state saved (no Adam moments)")
+add(R, "no-episodes-logged", 'ended = np.flatnonzero(final["_episode"]) if "_episode" in final else []', "ended = []",
+    "logging: the episodes that ended are not reported (charts/episodic_return empty)")
+add(R, "eval-checkpoint-unchecked", "            check_numbers(script, args)\n            path, checkpoint = load_checkpoint(",
+    "            path, checkpoint = load_checkpoint(", "evaluation: --eval-checkpoint takes numbers out of their range")
+add(R, "eval-seeds", "env.reset(seed=EVAL_SEEDS + seed + episode)", "env.reset(seed=seed + episode)",
+    "evaluation: episodes seeded like training's resets (EVAL_SEEDS dropped)")
+add(R, "recipe-ignored", "return script.Args(**script.RECIPES.get(name, {}))", "return script.Args()",
+    "--recipe: the recipe's defaults not applied")
+add(R, "resume-drops-named-flags", "given_flags(script, sys.argv[1:]))", "None)",
+    "resume: a flag named with its default value dropped")
+add(R, "resume-overwrites-videos",
+    'self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"',
+    'self.video_prefix = "rl-video"', "resume: a resumed run's videos overwrite the stopped run's")
+add(R, "stop-at-step-ignored", "paused = 0 < self.args.stop_at_step <= global_step and not last", "paused = False",
+    "--stop-at-step: the run goes on past the step")
+add(R, "torchrun-torch-seeds-not-apart", "torch.manual_seed(args.seed + self.rank)", "torch.manual_seed(args.seed)",
+    "torchrun: every rank's torch stream alike (the same action samples)")
+add(R, "torchrun-every-rank-writes", "self.main = self.rank == 0", "self.main = True",
+    "torchrun: every rank writes a run directory, log, checkpoints and a progress bar")
+add(R, "torchrun-every-rank-saves", "if self.args.save_model and self.main and (", "if self.args.save_model and (",
+    "torchrun: every rank writes the checkpoint (the same file)")
+add(R, "torchrun-signal-not-agreed", "stop = self.agreed_signal()", "stop = self.signal",
     "torchrun: a signal to one rank stops that rank alone (the others lose it)")
 # fmt: on

@@ -43,23 +43,27 @@ def k_expr(stem: str) -> str:
 # Which tests run for a mutant of each script: its own modules and the shared files (those of the other
 # scripts' modules and the benchmark tools' tests left out), cheapest first (-x stops at the first
 # failure): FIRST, its own modules, any other shared file (a test file added later included), LAST.
-SCRIPTS = ["ppo.py", "ppo_continuous_action.py", "ppo_atari.py"]
+SCRIPTS = ["ppo.py", "ppo_continuous_action.py", "ppo_atari.py", "ppo_run.py"]
 FIRST = ["tests/test_updates.py", "tests/test_args.py"]
 LAST = ["tests/test_resume.py", "tests/test_checkpoints.py"]
 OWN = {"ppo_atari.py": ["tests/test_distributed.py"]}  # a script's modules besides tests/test_<script>.py
+RUN_MODULE = "ppo_run.py"  # the run module of every script: all their tests run for its mutants, unfiltered
+NOT_MUTATION = {"tests/test_benchmark_tools.py", "tests/test_campaign.py"}  # (the tools, not the scripts)
 
 
 def own_modules(script: str) -> list[str]:
     return [f"tests/test_{script[:-3]}.py", *OWN.get(script, [])]
 
 
-NOT_SHARED = {module for s in SCRIPTS for module in own_modules(s)} | {"tests/test_benchmark_tools.py"}
+NOT_SHARED = {module for s in SCRIPTS for module in own_modules(s)} | NOT_MUTATION
 
 
 def test_files(tree: str, script: str) -> list[str]:
     """The test files of `script` that exist in `tree`, in the order they run."""
     found = {os.path.relpath(f, tree) for f in glob.glob(os.path.join(tree, "tests", "test_*.py"))}
     rest = sorted(found - NOT_SHARED - set(FIRST) - set(LAST))
+    if script == RUN_MODULE:  # (every script's own modules too)
+        rest = sorted(found - NOT_MUTATION - set(FIRST) - set(own_modules(script)) - set(LAST))
     return [f for f in [*FIRST, *own_modules(script), *rest, *LAST] if f in found]
 
 
@@ -120,7 +124,9 @@ def run_tests(tree: str, script: str, timeout: float, env: dict) -> tuple[str, s
     """Run the tests of `script` in `tree`: (killed | survived | timeout | error, first failing test or the
     end of pytest's output, seconds)."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE", f"--rootdir={tree}",
-               f"--basetemp={tree}.tmp", *test_files(tree, script), "-k", k_expr(script[:-3])]  # fmt: skip
+               f"--basetemp={tree}.tmp", *test_files(tree, script)]  # fmt: skip
+    if script != RUN_MODULE:
+        command += ["-k", k_expr(script[:-3])]
     start = time.time()
     # a session of its own: on a timeout the whole group goes (the scripts and env workers that tests start)
     with LOCK:
