@@ -217,17 +217,6 @@ def layer_init(layer: nn.Module, std: float = np.sqrt(2), bias_const: float = 0.
     return layer
 
 
-def flatten_parameters(params: list[nn.Parameter]) -> nn.Parameter:
-    """One flat parameter; each of `params` and its gradient become views into it and its gradient."""
-    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad, offset = torch.zeros_like(flat), 0
-    for p in params:
-        p.data = flat.data[offset : offset + p.numel()].view_as(p)
-        p.grad = flat.grad[offset : offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return flat
-
-
 def mlp(in_dim: int, out_dim: int, out_std: float, width: int = 64) -> nn.Sequential:
     # (core 13) 64-64 tanh (--actor-width, --critic-width); (core 2) hidden layers gain sqrt(2), the head its own
     hidden = [layer_init(nn.Linear(in_dim, width)), nn.Tanh(), layer_init(nn.Linear(width, width)), nn.Tanh()]
@@ -252,32 +241,6 @@ class Agent(nn.Module):
         self.tanh_mean = tanh_mean
         # (continuous 6, 8) the normalization statistics are the agent's: saved and loaded with it
         self.obs_rms, self.return_rms = RunningMeanStd((obs_dim,)), RunningMeanStd(())
-        self.flat_params = self.make_flat_params()
-
-    def make_flat_params(self) -> list[nn.Parameter]:
-        # (speed) the actor's (with the log std) and the critic's parameters (and gradients) are views into one
-        # flat tensor each: Adam and the gradient clipping handle 2 tensors, not 13; the state_dict is unchanged
-        actor = [p for name, p in self.named_parameters() if not name.startswith("critic.")]
-        return [flatten_parameters(actor), flatten_parameters(list(self.critic.parameters()))]
-
-    def __setstate__(self, state):  # (copy.deepcopy, unpickling: the copies are separate tensors)
-        super().__setstate__(state)
-        self.flat_params = self.make_flat_params()
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for flat in self.flat_params:  # always in place, so that the gradients stay views
-            flat.grad.zero_()
-
-    def check_views(self) -> None:
-        """Raise if a parameter is no longer a view into the flat tensors the optimizer steps."""
-        storages = {t.untyped_storage().data_ptr() for flat in self.flat_params for t in (flat, flat.grad)}
-        for name, p in self.named_parameters():
-            if p.grad is None or not {p.untyped_storage().data_ptr(), p.grad.untyped_storage().data_ptr()} <= storages:
-                raise RuntimeError(f"{name} is no longer a view into the flat parameters: the optimizer would not "
-                                   "train it (after .to(dtype) or load_state_dict(assign=True)?)")  # fmt: skip
-        for rms in (self.obs_rms, self.return_rms):  # (and if a statistic's numpy view is no longer its buffer)
-            if any(view.ctypes.data != t.data_ptr() for view, t in zip(rms.views, (rms.mean, rms.var, rms.count))):
-                raise RuntimeError("the normalization statistics are no longer the agent's buffers")
 
     def normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
         """Observations as the networks take them; `update`: while training, else with frozen statistics."""
@@ -318,24 +281,35 @@ def make_agent(args: Args, obs_space: gym.Space, action_space: gym.Space) -> Age
                  args.actor_width, args.critic_width)  # fmt: skip
 
 
+NUMPY_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}  # (RolloutPolicy) the networks' own
+
+
 class RolloutPolicy:
     """(speed) The actor and critic in numpy, for the rollout's calls of one observation per env: at this
     size a torch call costs ~5x its arithmetic in overhead. The weights are numpy views of the parameters
     (CPU tensors share memory), so every optimizer step shows here at once; sampling has its own RNG."""
 
     def __init__(self, agent: Agent, seed: int):
-        def layers(net):
-            return [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in net if isinstance(m, nn.Linear)]
+        def layers(net: nn.Sequential) -> list:  # a Linear as numpy views (weight, bias), an activation as its twin
+            found = []
+            for m in net:
+                if isinstance(m, nn.Linear):
+                    found.append((m.weight.detach().numpy(), m.bias.detach().numpy()))
+                else:
+                    found.append(NUMPY_ACTIVATIONS[type(m)])
+            return found
 
         self.actor, self.critic = layers(agent.actor_mean), layers(agent.critic)
         self.logstd, self.tanh_mean = agent.actor_logstd.detach().numpy(), agent.tanh_mean
         self.rng = np.random.default_rng(seed)
 
     @staticmethod
-    def forward(layers, x: np.ndarray) -> np.ndarray:
-        for i, (weight, bias) in enumerate(layers):
-            x = x @ weight.T + bias
-            x = np.tanh(x) if i < len(layers) - 1 else x
+    def forward(layers: list, x: np.ndarray) -> np.ndarray:
+        for layer in layers:
+            if isinstance(layer, tuple):  # a Linear layer's (weight, bias)
+                x = x @ layer[0].T + layer[1]
+            else:  # an activation, in numpy
+                x = layer(x)
         return x
 
     def value(self, obs: np.ndarray) -> np.ndarray:
@@ -451,21 +425,12 @@ def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torc
     return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
 
 
-def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """(core 11) global gradient clipping, nn.utils.clip_grad_norm_'s arithmetic in 3 tensor calls (speed:
-    its general version takes ~3x as long); returns the norm before clipping."""
-    grad_norm = torch.cat([p.grad.view(-1) for p in params]).norm()
-    scale = (max_norm / (grad_norm + 1e-6)).clamp(max=1.0)
-    for p in params:
-        p.grad.mul_(scale)
-    return grad_norm
-
-
 def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
-    actor, critic = agent.flat_params
-    groups = [{"params": [actor, critic], "lr": args.learning_rate}]
+    critic = list(agent.critic.parameters())
+    actor = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]  # (with the log std)
+    groups = [{"params": actor + critic, "lr": args.learning_rate}]
     if args.critic_learning_rate is not None:  # (option) a group per network, each annealed from its own rate
-        groups = [{"params": [actor], "lr": args.learning_rate}, {"params": [critic], "lr": args.critic_learning_rate}]
+        groups = [{"params": actor, "lr": args.learning_rate}, {"params": critic, "lr": args.critic_learning_rate}]
     for group in groups:
         group["initial_lr"] = group["lr"]  # what annealing scales down
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
@@ -479,7 +444,6 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     this update's (annealed, adapted) ones, else args'. `recompute`: a function giving new (advantages,
     returns), called before every epoch but the first. (speed) Shuffles, advantage normalization and
     metrics are done per epoch or once, not per minibatch."""
-    agent.check_views()  # (flat parameters) what the optimizer steps is the agent
     clip_coef = args.clip_coef if clip_coef is None else clip_coef
     kl_beta = args.kl_beta if kl_beta is None else kl_beta
     batch = [  # the rollout as one batch of num_steps * num_envs transitions (views of the numpy arrays)
@@ -517,9 +481,9 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             loss = pg_loss + v_loss * args.vf_coef
             if args.ent_coef != 0:  # (the default 0 adds nothing to the gradient: skipped)
                 loss = loss - args.ent_coef * entropy_loss
-            optimizer.zero_grad(set_to_none=False)  # in place: the gradients are views (flat parameters)
+            optimizer.zero_grad()
             loss.backward()
-            grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)  # (core 11)
+            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
             # (numerical fault) stop before the step, the parameters the last finite ones (Python floats: cheap)
             if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
                 raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
@@ -529,7 +493,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
-    if not all(torch.isfinite(flat).all() for flat in agent.flat_params):
+    if not all(torch.isfinite(p).all() for p in agent.parameters()):
         raise NonFiniteError("non-finite parameters after the update")
     # (core 12) clip fraction over all samples, and explained variance of the returns by the values
     clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()

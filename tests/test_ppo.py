@@ -218,22 +218,15 @@ def test_learns_cartpole(in_tmp):
     assert np.mean(returns[-20:]) >= 195, returns[-20:]
 
 
-def test_flat_parameters_are_what_the_optimizer_sees_and_a_loaded_state_lands_in_them():
+def test_a_loaded_state_lands_where_the_optimizer_and_the_numpy_rollout_policy_see_it():
     agent = ppo.Agent(4, 2)
-    actor_flat, critic_flat = agent.flat_params
-    assert actor_flat.numel() == sum(p.numel() for p in agent.actor.parameters())
-    assert critic_flat.numel() == sum(p.numel() for p in agent.critic.parameters())
-    for name, p in agent.named_parameters():
-        flat = critic_flat if name.startswith("critic.") else actor_flat
-        assert p.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr(), name
-        assert p.grad.untyped_storage().data_ptr() == flat.grad.untyped_storage().data_ptr(), name
-    assert not any(key.startswith("flat") for key in agent.state_dict())  # the state_dict holds the named parameters
-    # a state loaded later (as a resumed run does) lands in the flat tensor, so the optimizer and the
-    # rollout's numpy policy see it
-    policy = ppo.RolloutPolicy(agent, seed=0)
+    # a state loaded later (as a resumed run does) is copied into the parameters in place, so the optimizer
+    # and the rollout's numpy policy (views of them) see it
+    policy, optimizer = ppo.RolloutPolicy(agent, seed=0), ppo.make_optimizer(agent, ppo.Args())
     other = ppo.Agent(4, 2)
     agent.load_state_dict(other.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(agent.flat_params, other.flat_params))
+    assert [p for group in optimizer.param_groups for p in group["params"]] == list(agent.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(agent.parameters(), other.parameters()))
     obs = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(policy.value(obs), ppo.RolloutPolicy(other, seed=0).value(obs))
 
@@ -242,10 +235,10 @@ def test_a_saved_and_loaded_agent_acts_and_values_alike(tmp_path):
     torch.manual_seed(0)
     agent = ppo.Agent(4, 2)
     with torch.no_grad():  # move off the init so that the two actions' probabilities differ
-        for flat in agent.flat_params:
-            flat.normal_(0, 0.5)
+        for p in agent.parameters():
+            p.normal_(0, 0.5)
     args = ppo.Args()
-    optimizer = torch.optim.Adam(agent.flat_params, lr=1e-3)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-3)
     ppo_run.save_checkpoint(
         str(tmp_path / "ppo.cleanrl_model"), agent, optimizer, args, 0, 0, policy_rng=ppo.RolloutPolicy(agent, 0).rng
     )

@@ -108,11 +108,7 @@ add(C, "no-vf-coef", "loss = pg_loss + v_loss * args.vf_coef", "loss = pg_loss +
 add(C, "entropy-guard", "if args.ent_coef != 0:", "if True:", "core 10: the skip of a zero entropy bonus removed",
     "with ent_coef 0 the term subtracts exactly 0 from the loss and from every gradient; otherwise both run it")
 
-add(P, "no-grad-clip", "grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)",
-    "grad_norm = clip_grad_norm(agent.flat_params, math.inf)", "core 11: no gradient clipping")
-add(C, "no-grad-clip", "grad_norm = clip_grad_norm(agent.flat_params, args.max_grad_norm)",
-    "grad_norm = clip_grad_norm(agent.flat_params, math.inf)", "core 11: no gradient clipping")
-add(A, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)",
+add(ALL, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)",
     "nn.utils.clip_grad_norm_(agent.parameters(), math.inf, foreach=True)", "core 11: no gradient clipping")
 
 add(ALL, "approx-kl", "approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()",
@@ -299,12 +295,6 @@ add(A, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 fra
 # ---- the mends of resume, videos, evaluation and the flat parameters ------------------------------------------
 add(C, "return-never-reset-call-site", "reward_scaler(reward, terminated | truncated)",
     "reward_scaler(reward, terminated & False)", "continuous 8: the discounted return never reset (at the call site)")
-add(PC, "zero-grad-to-none", "            flat.grad.zero_()\n", "            super().zero_grad()\n",
-    "flat parameters: zero_grad(set_to_none=True) cuts the gradient views")
-add(PC, "no-view-check", "    agent.check_views()  # (flat parameters) what the optimizer steps is the agent\n", "",
-    "flat parameters: a cut view goes unnoticed (Adam steps on zero gradients)")
-
-# ---- torchrun: ppo_atari.py data-parallel over processes (tests/test_distributed.py) ---------------------------
 add(A, "torchrun-no-allreduce", "loss = average_gradients(agent, loss, world_size)", "loss = loss",
     "torchrun: the gradients not averaged over the ranks (each rank steps on its own share)")
 add(A, "torchrun-sum-not-mean", "tensor /= world_size", "tensor /= 1",
