@@ -805,3 +805,33 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, args, messa
     assert lines[0].startswith("ppo_atari.py: error: ")
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "runs")
+
+
+# What ppo_atari.py logged at 82b8fdb (before the run module and the variant files), on one update thread:
+# `python ppo_atari.py --total-timesteps 3072 --no-progress --update-threads 1 --gym-vector sync --no-save-model`
+REFERENCE_EPISODES = [(904, 0.0), (904, 0.0), (1512, 2.0), (1664, 2.0), (1664, 2.0), (1808, 0.0), (1824, 0.0),
+                      (1872, 3.0), (2056, 3.0), (2136, 4.0), (2776, 0.0), (2784, 1.0), (2792, 1.0), (2952, 1.0),
+                      (2960, 0.0), (3040, 0.0), (3064, 1.0)]  # fmt: skip
+REFERENCE_SCALARS = {
+    "losses/value_loss": [0.04198247194290161, 0.035063598304986954, 0.022599907591938972],
+    "losses/policy_loss": [-0.004412740468978882, -0.002377142198383808, -0.0007983939722180367],
+    "losses/entropy": [1.3847535848617554, 1.3824975490570068, 1.3792636394500732],
+    "losses/old_approx_kl": [-0.00037537142634391785, -8.356617763638496e-05, -0.0011672084219753742],
+    "losses/approx_kl": [0.0015038126148283482, 0.000519818626344204, 0.00041655381210148335],
+    "losses/explained_variance": [0.012256145477294922, -0.015525460243225098, 0.03115391731262207],
+    "charts/learning_rate": [0.0002500000118743628, 0.00016666666488163173, 8.333333244081587e-05],
+}
+
+
+def test_a_short_default_run_logs_what_the_reference_commit_logged(tmp_path):
+    """The default path's arithmetic is kept through rewrites: the same games, losses and metrics (to float
+    rounding, which another CPU's kernels may change) as the script logged before."""
+    flags = ["--total-timesteps", "3072", "--no-progress", "--update-threads", "1", "--gym-vector", "sync"]
+    done = run_script("ppo_atari.py", *flags, "--no-save-model", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [os.path.join(tmp_path, "runs", d) for d in os.listdir(tmp_path / "runs")]
+    scalars = read_scalars(run_dir)
+    assert [(step, value) for step, value in scalars["charts/episodic_return"]] == REFERENCE_EPISODES
+    for tag, values in REFERENCE_SCALARS.items():
+        assert [step for step, _ in scalars[tag]] == [1024, 2048, 3072], tag
+        assert [value for _, value in scalars[tag]] == pytest.approx(values, rel=1e-3, abs=1e-6), tag
