@@ -50,6 +50,9 @@ class Args:
     eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
     eval_checkpoint: str | None = None  # only evaluate this checkpoint (or run directory), then exit
     capture_video: bool = False  # record videos of the first env's (and evaluation) episodes in videos/{run_name}/
+    track: bool = False  # log the run to Weights & Biases (its TensorBoard scalars and Args; WANDB_MODE=offline)
+    wandb_project_name: str = "cleanRL"  # the W&B project (with --track)
+    wandb_entity: str | None = None  # the W&B team or user (with --track; None: your default)
 
     # Algorithm arguments
     env_id: str = "InvertedDoublePendulum-v4"  # the id of a gymnasium env with continuous actions, vector observations
@@ -101,7 +104,8 @@ RANGES = {
 }  # fmt: skip
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
 RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "stop_at_step", "resume", "eval_episodes",
-               "eval_deterministic", "eval_checkpoint", "capture_video"}  # fmt: skip
+               "eval_deterministic", "eval_checkpoint", "capture_video",
+               "track", "wandb_project_name", "wandb_entity"}  # fmt: skip
 # named sets of defaults for --recipe; "tuned": Tianshou's, the best of benchmark/tune.py's study (README)
 RECIPES: dict[str, dict] = {
     "tuned": dict(

@@ -220,6 +220,31 @@ def ended_episodes(infos: dict, step: int) -> list[tuple]:
     return [(step, int(i), float(final["episode"]["r"][i]), int(final["episode"]["l"][i])) for i in ended]
 
 
+def start_tracking(args, checkpoint: dict | None, resume_from) -> str:
+    """(--track) A Weights & Biases run with the Args as its config (offline with WANDB_MODE=offline); returns
+    its id (a resumed run keeps its checkpoint's). Its scalars are the TensorBoard log's, sent by Run.log."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError("--track needs wandb (pip install wandb)") from None
+    wandb_id = (checkpoint or {}).get("wandb_id") or os.urandom(4).hex()
+    name = os.path.basename(os.path.dirname(resume_from[0])) if resume_from else f"{args.env_id}__{args.exp_name}"
+    try:
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            config=asdict(args),
+            name=name,
+            id=wandb_id,
+            resume="allow",
+            save_code=True,
+        )
+        wandb.define_metric("*", step_metric="global_step")  # (the x-axis of every curve, as in TensorBoard)
+    except Exception as e:  # (no network, no login, a wrong entity)
+        raise UsageError(f"--track: Weights & Biases did not start: {str(e).strip().splitlines()[0]}") from None
+    return wandb_id
+
+
 class Run:
     """A training run's directory, TensorBoard log, seeds, progress bar, signals and checkpoint schedule."""
 
@@ -228,6 +253,10 @@ class Run:
         # (torchrun) rank 0 alone writes the run directory, TensorBoard log, checkpoints, videos and progress bar
         self.rank, self.world_size = rank_and_world()
         self.main = self.rank == 0
+        self.wandb_id, self.wandb = None, None
+        if args.track and self.main:  # (before the run directory: a W&B that cannot start leaves nothing behind)
+            self.wandb_id = start_tracking(args, self.checkpoint, resume_from)
+            self.wandb = sys.modules["wandb"]
         self.dir = None
         if resume_from:
             self.dir = os.path.dirname(resume_from[0])
@@ -282,11 +311,28 @@ class Run:
         torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
         return int(got) or None
 
+    def log(self, scalars: dict, step: int) -> None:
+        """Scalars to the TensorBoard log, and (--track) to W&B, where a failure costs one warning, not the run."""
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
+        try:
+            if self.wandb is not None:
+                self.wandb.log({**scalars, "global_step": step})
+        except Exception as e:
+            self.warn_tracking(e)
+
+    def warn_tracking(self, e: Exception) -> None:
+        print(
+            f"{script_name()}: warning: Weights & Biases failed, training goes on without it: "
+            f"{str(e).strip().splitlines()[0]}",
+            file=sys.stderr,
+        )
+        self.wandb = None
+
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
         for step, _, episodic_return, episodic_length in episodes if self.main else []:  # ((torchrun) all ranks')
             at = global_step + (step + 1) * self.args.num_envs  # the step at which the episode ended
-            self.writer.add_scalar("charts/episodic_return", episodic_return, at)
-            self.writer.add_scalar("charts/episodic_length", episodic_length, at)
+            self.log({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, at)
             self.recent_returns = (self.recent_returns + [episodic_return])[-100:]
 
     @contextlib.contextmanager
@@ -304,8 +350,7 @@ class Run:
         signal asked."""
         sps = (global_step - self.global_step) / (time.time() - self.start_time)  # ((torchrun) all ranks' steps)
         if self.main:
-            for tag, value in {**metrics, "charts/SPS": int(sps)}.items():
-                self.writer.add_scalar(tag, value, global_step)
+            self.log({**metrics, "charts/SPS": int(sps)}, global_step)
             if self.recent_returns:
                 desc = f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}"
                 self.bar.set_description_str(desc, refresh=False)
@@ -315,6 +360,8 @@ class Run:
         # (--stop-at-step) a long run in slices: each ends with a checkpoint, the learning-rate schedule untouched
         paused = 0 < self.args.stop_at_step <= global_step and not last
         if self.args.save_model and self.main and (last or stop or paused or (every and iteration % every == 0)):
+            if self.wandb_id:  # (a resumed run goes on in the same W&B run)
+                extra["wandb_id"] = self.wandb_id
             save_checkpoint(self.checkpoint_path, agent, optimizer, self.args, global_step, iteration, **extra)
             self.saved = True
         if (stop is not None or paused) and torch.distributed.is_initialized():
@@ -339,23 +386,28 @@ class Run:
             signal.signal(s, handler)
 
     def evaluate(self, make_env, agent: nn.Module) -> None:
-        """(--eval-episodes) After training, play episodes with the policy, logged as eval/episodic_return."""
-        if not self.args.eval_episodes or not self.main:
-            return
-        torch.set_num_threads(self.args.torch_threads)  # (one observation per step, as in the rollout)
-        returns = evaluate(
-            make_env,
-            agent,
-            self.args.env_id,
-            self.args.eval_episodes,
-            self.args.eval_deterministic,
-            self.args.seed,
-            self.video_folder,
-        )
-        with SummaryWriter(self.dir) as writer:
+        """After training: (--eval-episodes) play episodes with the policy, logged as eval/episodic_return; then
+        (--track) the videos to W&B (its monitor_gym does not follow gymnasium 1.x) and its run finished (a run
+        stopped early is finished by wandb's own exit hook)."""
+        if self.args.eval_episodes and self.main:
+            torch.set_num_threads(self.args.torch_threads)  # (one observation per step, as in the rollout)
+            args = self.args
+            returns = evaluate(
+                make_env, agent, args.env_id, args.eval_episodes, args.eval_deterministic, args.seed, self.video_folder
+            )
+            self.writer = SummaryWriter(self.dir)
             for i, episodic_return in enumerate(returns):
-                writer.add_scalar("eval/episodic_return", episodic_return, i)
-        print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+                self.log({"eval/episodic_return": episodic_return}, i)
+            self.writer.close()
+            print(f"evaluation: {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        try:
+            if self.wandb is not None:
+                paths = glob.glob(os.path.join(self.video_folder, "*.mp4")) if self.video_folder else []
+                for path in sorted(paths):
+                    self.wandb.log({"videos": self.wandb.Video(path)})
+                self.wandb.finish()
+        except Exception as e:
+            self.warn_tracking(e)
 
 
 def recipe_defaults(script, argv: list[str]):
