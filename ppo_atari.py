@@ -57,6 +57,9 @@ class Args:
     eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
     eval_checkpoint: str | None = None  # only evaluate this checkpoint (or run directory), then exit
     capture_video: bool = False  # record env 0's and eval games in videos/{run_name}/ (training: gymnasium backend)
+    track: bool = False  # log the run to Weights & Biases (its TensorBoard scalars and Args; WANDB_MODE=offline)
+    wandb_project_name: str = "cleanRL"  # the W&B project (with --track)
+    wandb_entity: str | None = None  # the W&B team or user (with --track; None: your default)
     channels_last: bool = True  # the CNN's weights in the channels-last memory layout: faster convolutions, same fp32
     bf16: bool = False  # the CNN trunk under bfloat16 autocast (needs native bf16: AVX512-BF16 or AMX, or the GPU's)
 
@@ -98,7 +101,7 @@ RANGES = {
 # (not --env-backend: the two backends give the same frames, but not the same games)
 RUN_CONTROL = {"progress", "torch_threads", "update_threads", "cuda", "gym_vector", "ale_threads", "save_model",
                "checkpoint_every", "stop_at_step", "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint",
-               "capture_video"}  # fmt: skip
+               "capture_video", "track", "wandb_project_name", "wandb_entity"}  # fmt: skip
 # named sets of defaults for --recipe (none in this script)
 RECIPES: dict[str, dict] = {}
 
