@@ -397,13 +397,15 @@ def main() -> None:
     os.makedirs(options.home, exist_ok=True)
     lock = open(os.path.join(options.home, "campaign.lock"), "w")
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not options.status:  # (--status only reads: it may look while a runner works)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         sys.exit(f"campaign.py: error: another runner is advancing {options.home}")
     state = load_state(options.home)
     if options.commit or state["commit"] is None:
         state["commit"] = git("rev-parse", options.commit or "HEAD")
-    save_state(options.home, state)
+    if not options.status:
+        save_state(options.home, state)
 
     failed, running, seen = set(), {}, {}  # running: {key: (spec, lane, process)}
 
