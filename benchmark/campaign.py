@@ -420,7 +420,8 @@ def main() -> None:
     for key, record in state["runs"].items():  # (runs that went on after the last export: a runner killed)
         before = record.get("step")
         measure(key)
-        if record["step"] != before or not os.path.exists(csv_path(spec_of(key, record))):
+        stale = record["step"] != before or not os.path.exists(csv_path(spec_of(key, record)))
+        if stale and not options.status:
             export(options.home, spec_of(key, record))
     if options.status:
         for lane in options.lanes:  # (so that `seen` holds every run of the stages so far)

@@ -105,3 +105,31 @@ def test_a_second_runner_on_the_same_home_is_refused(campaign):
     finally:
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=120) == 0
+
+
+def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
+    from benchmark import campaign_report
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "runs.csv").write_text(
+        "run,commit,script,total_timesteps,checkpoint_step,flags\n"
+        "Hopper-v4__default__11,abcdef0123,ppo_continuous_action.py,1000000,999424,\n"
+        "Hopper-v4__default__12,abcdef0123,ppo_continuous_action.py,1000000,409600,\n"
+    )
+    for seed, last in [(11, 999424), (12, 409600)]:
+        episodes = [(1000 * i, float(i), 1000) for i in range(1, 400)]  # returns 1..399, the last 100: 300..399
+        (runs / f"Hopper-v4__default__{seed}.csv").write_text(
+            "step,return,length\n" + "".join(f"{s},{r},{n}\n" for s, r, n in episodes)
+        )
+        (runs / f"Hopper-v4__default__{seed}.scalars.csv").write_text(
+            "step,wall_time,charts/SPS\n2048,100.0,1000\n" + f"{last},600.0,1000\n"
+        )
+    rows = {row["seed"]: row for row in campaign_report.load_rows(str(runs))}
+    assert rows[11]["final_return"] == pytest.approx(349.5) and not rows[11]["partial"]  # at its end (999,424)
+    assert rows[12]["partial"] and rows[12]["steps"] == 409600
+    page = tmp_path / "RESULTS.md"
+    page.write_text("# Benchmark results\n\n## (a) Kept\n\ntext\n")
+    lines = campaign_report.splice(str(page), {campaign_report.TITLE: campaign_report.table(list(rows.values()))})
+    text = "\n".join(lines)
+    assert "## (a) Kept\n\ntext" in text and "| Hopper-v4 | default | 11: 999,424, 12: 409,600 (partial) |" in text

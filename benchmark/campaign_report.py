@@ -1,0 +1,127 @@
+"""RESULTS.md's section on the long runs, written from the CSVs that benchmark/campaign.py exports, alone.
+
+    python benchmark/campaign_report.py
+
+Reads benchmark/results/runs/*.csv (episodes: step,return,length; .scalars.csv: per-iteration tags and wall time;
+runs.csv: commit and flags; study_trials.csv) and writes the section "(g) At the reference scale" of
+benchmark/RESULTS.md (the page's other sections are kept) with its curves under benchmark/results/. A run that has not
+reached its budget yet is reported where it stands, and said to be partial.
+"""
+
+import csv
+import glob
+import os
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmark.experiments import bootstrap_ci, iqm, plot_curves  # noqa: E402
+from benchmark.results import splice  # noqa: E402
+
+RUNS = os.path.join(ROOT, "benchmark", "results", "runs")
+TITLE = "## (g) At the reference scale: the campaign's runs"
+# published final returns at the same budget (the mean of the last 100 training episodes, or the paper's figure)
+REFERENCES = {
+    ("BreakoutNoFrameskip-v4", "default"): "414.66 ± 28.09 at 10M (CleanRL)",
+    ("HalfCheetah-v4", "default"): "1,442.64 ± 46.03 (CleanRL)",
+    ("Hopper-v4", "default"): "2,382.86 ± 271.74 (CleanRL)",
+    ("Walker2d-v4", "default"): "2,287.95 ± 571.78 (CleanRL)",
+    ("HalfCheetah-v4", "tuned"): "5,819 (rl-zoo3), 5,784 (Tianshou)",
+    ("Hopper-v4", "tuned"): "2,410 (rl-zoo3), 2,609 (Tianshou)",
+    ("Walker2d-v4", "tuned"): "3,479 (rl-zoo3)",
+    ("InvertedDoublePendulum-v4", "tuned"): "9,231 (Tianshou)",
+}
+BUDGETS = {"BreakoutNoFrameskip-v4": 2_000_000}  # the step at which Breakout is compared (targets); else the run's end
+
+
+def read_csv(path: str) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def load_rows(folder: str = RUNS) -> list[dict]:
+    """One row per exported run (experiments.py's row format), its final return the mean of the last 100
+    episodes up to its budget step (Breakout: 2M; else all it ran)."""
+    index = {row["run"]: row for row in read_csv(os.path.join(folder, "runs.csv"))}
+    rows = []
+    for path in sorted(glob.glob(os.path.join(folder, "*__*__*.csv"))):
+        if path.endswith(".scalars.csv"):
+            continue
+        key = os.path.basename(path)[: -len(".csv")]
+        env_id, variant, seed = key.split("__")
+        episodes = [r for r in read_csv(path) if r["step"]]
+        scalars_path = path[: -len(".csv")] + ".scalars.csv"
+        if not episodes or not os.path.exists(scalars_path) or key not in index:
+            continue
+        scalars = read_csv(scalars_path)  # (the first row's step is one batch: a run whose next batch would pass
+        # its --total-timesteps has ended)
+        upto = BUDGETS.get(env_id, int(index[key]["total_timesteps"]))
+        steps = np.array([int(r["step"]) for r in episodes])
+        returns = np.array([float(r["return"]) for r in episodes])
+        kept = steps <= upto
+        walls = [float(r["wall_time"]) for r in scalars]
+        done = int(scalars[-1]["step"])
+        rows.append({
+            "script": index[key]["script"], "env_id": env_id, "variant": variant, "seed": int(seed),
+            "final_return": float(returns[kept][-100:].mean()), "steps": min(done, upto), "done": done,
+            "partial": done < upto and done + int(scalars[0]["step"]) <= int(index[key]["total_timesteps"]),
+            "sps": float(np.median([float(r["charts/SPS"]) for r in scalars])),
+            "wall_s": walls[-1] - walls[0], "curve": [steps[kept].tolist(), returns[kept].tolist()],
+            "times": list(np.interp(steps[kept], [int(r["step"]) for r in scalars], walls) - walls[0]),
+            "commit": index[key]["commit"][:7],
+        })  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = ["| env | variant | seeds (steps reached) | final return (mean ± std) | IQM [95% CI] | each seed | "
+             "published |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["env_id"], row["variant"]), []).append(row)
+    for (env_id, variant), group in sorted(groups.items()):
+        finals = np.array([row["final_return"] for row in group])
+        low, high = bootstrap_ci(finals)
+        reached = ", ".join(f"{row['seed']}: {row['steps']:,}{' (partial)' * row['partial']}" for row in group)
+        each = " / ".join(f"{value:,.1f}" for value in finals)
+        published = REFERENCES.get((env_id, variant), "")
+        lines.append(
+            f"| {env_id} | {variant} | {reached} | {finals.mean():,.2f} ± {finals.std():,.2f} | "
+            f"{iqm(finals):,.2f} [{low:,.2f}, {high:,.2f}] | {each} | {published} |"
+        )
+    return lines
+
+
+def section(rows: list[dict], images: str) -> list[str]:
+    lines = [TITLE, "",
+             "Written by `python benchmark/campaign_report.py` from benchmark/results/runs/ alone (the CSVs that "
+             "`python benchmark/campaign.py` exports from its runs' TensorBoard logs; runs.csv names the commit and "
+             "flags of each run). Final return: the mean of a seed's last 100 training episodes (Breakout: games, "
+             "the real score) up to 2M steps for Breakout, else up to the run's end; mean ± std and IQM with a "
+             "bootstrap 95% interval over seeds. Runs still going are marked partial: their figure is where they "
+             "stand, not a result at the budget.", ""]  # fmt: skip
+    lines += table(rows) + [""]
+    for env_id in sorted({row["env_id"] for row in rows}):
+        env_rows = [row for row in rows if row["env_id"] == env_id]
+        name = f"campaign_{env_id.split('-')[0].lower()}.png"
+        plot_curves(env_rows, os.path.join(images, name), "steps")
+        lines += [f"![{env_id}: episodic return against steps, mean ± std over seeds](results/{name})", ""]
+    return lines
+
+
+def main() -> None:
+    rows = load_rows()
+    images = os.path.join(ROOT, "benchmark", "results")
+    page = os.path.join(ROOT, "benchmark", "RESULTS.md")
+    lines = splice(page, {TITLE: section(rows, images)})
+    with open(page, "w") as f:
+        f.write("\n".join(lines).rstrip("\n") + "\n")
+    print("\n".join(table(rows)))
+
+
+if __name__ == "__main__":
+    main()
