@@ -22,11 +22,12 @@ COMMON = [
     ("ent_coef", NAN, "0 or positive"), ("ent_coef", -0.01, "0 or positive"), ("ent_coef", INF, "finite"),
     ("vf_coef", -1.0, "0 or positive"), ("vf_coef", INF, "finite"),
     ("target_kl", 0.0, "positive"), ("target_kl", -0.1, "positive"), ("target_kl", NAN, "positive"),
-    ("target_kl", INF, "finite"), ("torch_threads", 0, "positive"),
+    ("target_kl", INF, "finite"),
 ]  # fmt: skip
 PER_SCRIPT = {
-    "ppo": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive")],
+    "ppo": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive"), ("torch_threads", 0, "positive")],
     "ppo_continuous_action": [
+        ("torch_threads", 0, "positive"),
         ("kl_beta", INF, "finite"),
         ("kl_target", NAN, "positive"),
         ("critic_learning_rate", NAN, "positive"),
@@ -38,7 +39,7 @@ PER_SCRIPT = {
         ("critic_width", -64, "positive"),
         ("init_logstd", NAN, "finite"),
     ],  # fmt: skip
-    "ppo_atari": [],
+    "ppo_atari": [("update_threads", -1, "0 or positive")],
 }
 CASES = [(script, *case) for script in PER_SCRIPT for case in COMMON + PER_SCRIPT[script]]
 

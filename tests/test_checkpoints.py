@@ -24,13 +24,7 @@ TINY = {
         "--update-epochs": "2",
         "--total-timesteps": "1024",
     },
-    "ppo_atari": {
-        "--env-backend": "gymnasium",
-        "--gym-vector": "sync",
-        "--num-envs": "2",
-        "--num-steps": "32",
-        "--total-timesteps": "512",
-    },
+    "ppo_atari": {"--gym-vector": "sync", "--num-envs": "2", "--num-steps": "32", "--total-timesteps": "512"},
 }
 SCRIPTS = list(TINY)
 
