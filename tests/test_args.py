@@ -1,4 +1,4 @@
-"""Every bad number is refused before anything is written, in each of the three scripts: learning rates
+"""Every bad number is refused before anything is written, in each of the scripts: learning rates
 positive and finite, gamma and the GAE lambda in [0, 1], clip coefficients, max grad norm and target KL
 positive, entropy and value coefficients finite and not negative, minibatches of at least 2 samples
 where advantages are normalized, NaN and infinity anywhere. In-process through check_args, and once per
@@ -40,6 +40,8 @@ PER_SCRIPT = {
         ("init_logstd", NAN, "finite"),
     ],  # fmt: skip
     "ppo_atari": [("update_threads", -1, "0 or positive")],
+    "ppo_atari_ale_vector": [("update_threads", -1, "0 or positive"), ("ale_threads", -2, "0 or positive")],
+    "ppo_atari_multigpu": [("update_threads", -1, "0 or positive")],
 }
 CASES = [(script, *case) for script in PER_SCRIPT for case in COMMON + PER_SCRIPT[script]]
 
