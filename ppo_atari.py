@@ -1,21 +1,21 @@
 """PPO for Atari games (pixels, discrete actions), on gymnasium 1.x and ale-py.
 
-Read top to bottom: Args, the Atari wrappers, the two env backends, agent, rollout, GAE, losses, update, training
-loop; then the run plumbing. Each detail is commented with its name in "The 37 Implementation Details of PPO" (Huang
-et al. 2022), e.g. `(core 5)` or `(atari 3)`; the README explains them.
+Read top to bottom: Args, the Atari wrappers, the vector env, agent, rollout, GAE, losses, update, training loop;
+the run plumbing is ppo_run.py's. Each detail is commented with its name in "The 37 Implementation Details of PPO"
+(Huang et al. 2022), e.g. `(core 5)` or `(atari 3)`; the README explains them. Two copies of this file hold its
+variants, each with only its changes: ppo_atari_ale_vector.py (ale-py's C++ vector env) and ppo_atari_multigpu.py
+(data-parallel under torchrun).
 
     python ppo_atari.py --env-id BreakoutNoFrameskip-v4
-    python ppo_atari.py --env-backend ale-vector  # ale-py's C++ vector env: faster, no FIRE after a lost life
-    torchrun --standalone --nproc-per-node 8 ppo_atari.py  # data-parallel over 8 processes (GPUs), one agent
+    python ppo_atari.py --update-threads 4  # the update on 4 CPU threads (default: every core)
     tensorboard --logdir runs
 """
 
-import datetime
 import os
 import signal
 import sys
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import cv2
 import gymnasium as gym
@@ -30,7 +30,6 @@ from ppo_run import (
     UsageError,
     ended_episodes,
     known_env,
-    rank_and_world,
     register_atari_envs,
     set_rng_states,
 )
@@ -41,14 +40,11 @@ SCRIPT = os.path.basename(__file__)
 @dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]  # the experiment's name (in the run directory's)
-    seed: int = 1  # seed of the experiment: same seed, same numbers, run after run (on CPU, with either backend)
-    torch_threads: int = 1  # torch CPU threads for the rollout (one observation per env: more only synchronise)
-    update_threads: int = 0  # torch CPU threads for the update on the CPU (0: every core, shared by torchrun's ranks)
+    seed: int = 1  # seed of the experiment: same seed, same numbers, run after run (on CPU)
+    update_threads: int = 0  # torch CPU threads for the update on the CPU (0: every core)
     cuda: bool = True  # train on the GPU when torch sees one (else on the CPU)
     progress: bool = True  # show a progress bar
-    env_backend: Literal["gymnasium", "ale-vector"] = "gymnasium"  # this file's wrappers, or ale-py's C++ vector env
-    gym_vector: Literal["auto", "sync", "async"] = "auto"  # gymnasium backend: sync, async or auto (async on > 2 cores)
-    ale_threads: int = 0  # ale-vector backend: threads of the C++ env (0: one per env, at most one per core)
+    gym_vector: Literal["auto", "sync", "async"] = "auto"  # sync: here, async: a process each, auto: async if > 2 cores
     save_model: bool = True  # write a checkpoint at the end, every --checkpoint-every iterations and when stopped
     checkpoint_every: int = 100  # iterations between checkpoints (0: only at the end and when stopped)
     stop_at_step: int = 0  # stop with a checkpoint once this many steps are done; the schedule stays (0: never)
@@ -56,7 +52,7 @@ class Args:
     eval_episodes: int = 0  # after training, play this many whole games with the policy (eval/episodic_return)
     eval_deterministic: bool = False  # evaluate with the most likely action instead of a sampled one
     eval_checkpoint: str | None = None  # only evaluate this checkpoint (or run directory), then exit
-    capture_video: bool = False  # record env 0's and eval games in videos/{run_name}/ (training: gymnasium backend)
+    capture_video: bool = False  # record env 0's and eval games in videos/{run_name}/
     track: bool = False  # log the run to Weights & Biases (its TensorBoard scalars and Args; WANDB_MODE=offline)
     wandb_project_name: str = "cleanRL"  # the W&B project (with --track)
     wandb_entity: str | None = None  # the W&B team or user (with --track; None: your default)
@@ -67,7 +63,7 @@ class Args:
     env_id: str = "BreakoutNoFrameskip-v4"  # an Atari game: XNoFrameskip-v4, or ALE/X-v5 (sticky actions 0.25)
     total_timesteps: int = 10_000_000  # total environment steps of the experiment (over all envs; 4 frames each)
     learning_rate: float = 2.5e-4  # the learning rate of the optimizer
-    num_envs: int = 8  # the number of parallel environments (torchrun: over all ranks, each steps an equal share)
+    num_envs: int = 8  # the number of parallel environments
     num_steps: int = 128  # the number of steps each environment runs per rollout
     anneal_lr: bool = True  # anneal the learning rate linearly to 0 over training
     gamma: float = 0.99  # the discount factor
@@ -87,33 +83,28 @@ class Args:
     batch_size: int = 0  # num_envs * num_steps (computed)
     minibatch_size: int = 0  # batch_size // num_minibatches (computed)
     num_iterations: int = 0  # total_timesteps // batch_size (computed)
+    # not a flag: the rollout's (and evaluation's) torch threads. Its batch is one observation per env, too small to
+    # share: more threads only synchronise (ppo_run reads it too)
+    torch_threads: ClassVar[int] = 1
 
 
 # the range of every number, checked before anything is written (NaN is in none)
 RANGES = {
-    "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "torch_threads",
-                 "learning_rate", "clip_coef", "max_grad_norm", "target_kl"),
+    "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate",
+                 "clip_coef", "max_grad_norm", "target_kl"),
     "in [0, 1]": ("gamma", "gae_lambda"),
-    "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "stop_at_step", "eval_episodes", "update_threads",
-                      "ale_threads"),
+    "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "stop_at_step", "eval_episodes", "update_threads"),
 }  # fmt: skip
 # the Args that steer a run without changing what it learns: a resume takes them from the command line
-# (not --env-backend: the two backends give the same frames, but not the same games)
-RUN_CONTROL = {"progress", "torch_threads", "update_threads", "cuda", "gym_vector", "ale_threads", "save_model",
-               "checkpoint_every", "stop_at_step", "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint",
-               "capture_video", "track", "wandb_project_name", "wandb_entity"}  # fmt: skip
+RUN_CONTROL = {"progress", "update_threads", "cuda", "gym_vector", "save_model", "checkpoint_every", "stop_at_step",
+               "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint", "capture_video", "track",
+               "wandb_project_name", "wandb_entity"}  # fmt: skip
 # named sets of defaults for --recipe (none in this script)
 RECIPES: dict[str, dict] = {}
 
 
 def check_env(args: Args) -> None:
-    """Refuse an env (or backend) this script cannot learn, in one line."""
-    if args.capture_video and args.env_backend != "gymnasium":  # (rather than record nothing)
-        raise UsageError("--capture-video needs --env-backend gymnasium (ale-py's C++ vector env cannot render)")
-    world_size = rank_and_world()[1]
-    if args.num_envs % world_size or args.minibatch_size % world_size:  # (torchrun) an equal share for each rank
-        raise UsageError(f"--num-envs {args.num_envs} and the minibatch of {args.minibatch_size} steps must split "
-                         f"evenly over the {world_size} ranks (torchrun's processes)")  # fmt: skip
+    """Refuse an env this script cannot learn, in one line."""
     if args.bf16 and not native_bf16(args.cuda):  # (emulated bf16 would be slower than fp32)
         raise UsageError("--bf16 needs native bfloat16 (a CPU with AVX512-BF16 or AMX, or a GPU with bf16); "
                          "this machine has none: train in fp32 (without --bf16)")  # fmt: skip
@@ -129,9 +120,7 @@ def check_env(args: Args) -> None:
     spec = gym.spec(args.env_id)
     if spec.entry_point != "ale_py.env:AtariEnv":
         raise UsageError(f"{args.env_id} is not an Atari game of ale-py; {SCRIPT}'s wrappers need the ALE emulator")
-    if args.env_backend == "ale-vector":
-        ale_vector_settings(args.env_id)  # a UsageError where the C++ env cannot do what the id says
-    elif not isinstance(spec.kwargs.get("frameskip", 1), int):
+    if not isinstance(spec.kwargs.get("frameskip", 1), int):
         raise UsageError(f"{args.env_id} skips a random number of frames per step; (atari 2) max-and-skip needs an "
                          f"id with a fixed frameskip: use {' or '.join(fixed_skip_ids(args.env_id))}")  # fmt: skip
 
@@ -149,7 +138,7 @@ def fixed_skip_ids(env_id: str) -> list[str]:
     return [i for i in (f"{game}NoFrameskip-v4", f"ALE/{game}-v5") if i in gym.registry]
 
 
-# Backend "gymnasium": openai/baselines' Atari preprocessing as gymnasium wrappers, one detail each (see wrap_atari)
+# openai/baselines' Atari preprocessing as gymnasium wrappers, one detail each (see wrap_atari)
 
 
 class NoopResetEnv(gym.Wrapper):
@@ -180,7 +169,7 @@ class MaxAndSkipEnv(gym.Wrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        self.frames[0], self.frames[1] = 0, obs  # as the C++ env does, so that both backends see the same
+        self.frames[0], self.frames[1] = 0, obs  # as ppo_atari_ale_vector.py's C++ env does (the same frames)
         return obs, info
 
     def step(self, action):
@@ -306,95 +295,9 @@ def make_env(env_id: str, video_folder: str | None = None, name_prefix: str = "r
     return wrap_atari(env, noop_max, fire_reset)
 
 
-# Backend "ale-vector": ale-py's C++ vector env, stepping the envs in its own threads, the same preprocessing inside.
-# Both backends give the same (4, 84, 84) uint8 frames pixel for pixel, rewards clipped to their sign, an episode end
-# at a lost life. What differs: after a lost life the C++ game goes on (no hidden no-op and FIRE steps, the stack runs
-# on); a real reset takes 0 to 29 no-op frames, FIRE among them, and pads the stack with zeros; its frame limit counts
-# the agent's steps' frames only. Game lengths are in frames in both (as CleanRL's), the reset no-ops included.
-
-
-def ale_vector_settings(env_id: str) -> dict:
-    """The C++ env's arguments for a gymnasium Atari id: its ROM name ("breakout") and the settings it stands for."""
-    spec = gym.spec(env_id)
-    kwargs = spec.kwargs
-    if spec.entry_point != "ale_py.env:AtariEnv" or "game" not in kwargs:
-        raise UsageError(f"--env-backend ale-vector cannot map {env_id}: it is not an Atari game of ale-py")
-    if not isinstance(kwargs.get("frameskip", 1), int):
-        raise UsageError(f"--env-backend ale-vector cannot map {env_id}: it skips a random number of frames per "
-                         f"step, the C++ env a fixed number; use {' or '.join(fixed_skip_ids(env_id))}")  # fmt: skip
-    unsupported = set(kwargs) - {"game", "frameskip", "repeat_action_probability", "full_action_space",
-                                 "max_num_frames_per_episode", "obs_type"}  # fmt: skip
-    if unsupported:
-        raise UsageError(f"--env-backend ale-vector cannot map {env_id}: the C++ env has no {sorted(unsupported)}")
-    return {
-        "game": kwargs["game"],
-        "repeat_action_probability": kwargs.get("repeat_action_probability", 0.25),  # v4: 0.0, v0 and v5: 0.25
-        "full_action_space": kwargs.get("full_action_space", False),
-        "max_num_frames_per_episode": kwargs.get("max_num_frames_per_episode") or 108_000,
-    }
-
-
-def make_ale_vector_env(env_id: str, num_envs: int, num_threads: int = 0, noop_max: int = 30, fire_reset: bool = True):
-    """ale-py's C++ vector env, set up as the gymnasium backend; rewards unclipped, game overs not told."""
-    register_atari_envs()
-    from ale_py.vector_env import AtariVectorEnv
-
-    return AtariVectorEnv(
-        num_envs=num_envs, num_threads=num_threads, **ale_vector_settings(env_id),
-        noop_max=noop_max,  # (atari 1) no-op reset: 0 to noop_max - 1 frames (FIRE among them, where pressed)
-        frameskip=4, maxpool=True,  # (atari 2) max-and-skip: each action 4 frames, the max of the last two observed
-        # (atari 3) episodic life as baselines': the episode ends at a lost life, the game goes on (not episodic_life)
-        episodic_life=False, life_loss_info=True,
-        use_fire_reset=fire_reset,  # (atari 4) fire reset, at the real reset of games that have FIRE
-        img_height=84, img_width=84, grayscale=True,  # (atari 5) warp frame: 84x84 grayscale, area-averaged
-        reward_clipping=False,  # (atari 6) is done by VectorClipReward, so that the real score is seen first
-        stack_num=4,  # (atari 7) frame stack of 4, newest last
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # as the gymnasium backend's (a lost life resets nothing)
-    )  # fmt: skip
-
-
-class AleVectorGameStatistics(gym.vector.VectorWrapper):
-    """The real score for the C++ env: infos["final_info"]["episode"] = {"r": returns, "l": lengths in frames} of
-    each whole game, with the mask infos["final_info"]["_episode"], where the gymnasium backend puts them too."""
-
-    # the C++ env says terminated at a lost life and at game over alike; a game over (or a time limit) shows as a
-    # new `frame_number - episode_frame_number`, the emulator's frame at which the current game started
-    def reset(self, **kwargs):
-        obs, infos = self.env.reset(**kwargs)
-        self.game_start = infos["frame_number"] - infos["episode_frame_number"]
-        self.game_return = np.zeros(self.num_envs)
-        return obs, infos
-
-    def step(self, actions):
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
-        assert np.array_equal(infos["env_id"], np.arange(self.num_envs))  # (batch_size == num_envs: in order)
-        self.game_return += rewards
-        game_start = infos["frame_number"] - infos["episode_frame_number"]
-        game_over = game_start != self.game_start
-        if game_over.any():
-            lengths = game_start - self.game_start  # (in frames: from the game's start to the next game's)
-            infos = {**infos, "final_info": {"episode": {"r": self.game_return.copy(), "l": lengths},
-                                             "_episode": game_over}}  # fmt: skip
-            self.game_return[game_over] = 0.0
-        self.game_start = game_start
-        return obs, rewards, terminations, truncations, infos
-
-
-class VectorClipReward(gym.vector.VectorRewardWrapper):
-    """(atari 6) reward clipping to the sign, for the C++ env (after the real score is recorded)."""
-
-    def rewards(self, rewards: np.ndarray) -> np.ndarray:
-        return np.sign(rewards).astype(np.float32)
-
-
-def make_envs(
-    env_id: str, num_envs: int, env_backend: str = "gymnasium", gym_vector: str = "auto", ale_threads: int = 0,
-    video_folder: str | None = None, video_prefix: str = "rl-video",
-) -> gym.vector.VectorEnv:  # fmt: skip
-    """Either backend, the same observations, rewards, episode ends, infos["final_obs"] and game statistics."""
-    if env_backend == "ale-vector":
-        assert video_folder is None, "the C++ env cannot render (check_args refuses --capture-video with it)"
-        return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))
+def make_envs(env_id: str, num_envs: int, gym_vector: str = "auto", video_folder: str | None = None,
+              video_prefix: str = "rl-video") -> gym.vector.VectorEnv:  # fmt: skip
+    """`num_envs` envs of make_env, stepped together: sync (here), async (a process each) or auto."""
     # (core 1) vectorized envs. SAME_STEP autoreset: the step that ends an episode returns the next one's
     # first observation (the last in infos["final_obs"]), so no bogus NEXT_STEP "autoreset step" is stored.
     # copy=False: each observation is copied into the rollout buffer before the next step overwrites it.
@@ -544,56 +447,6 @@ def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torc
     return 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean()
 
 
-# (torchrun) Data-parallel training: one process per rank (GPU), each stepping its share of the envs; the gradients of
-# every minibatch step averaged over the ranks, so that the weights stay identical and one update sees the whole batch.
-
-
-def init_distributed(args: Args) -> tuple[int, int, torch.device]:
-    """(torchrun) Join the ranks torchrun started (no-op without it): (rank, world size, this rank's device)."""
-    rank, world_size = rank_and_world()
-    cuda = args.cuda and torch.cuda.is_available()
-    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda else "cpu")  # each rank its own GPU
-    if world_size > 1 and not torch.distributed.is_initialized():
-        if cuda:
-            torch.cuda.set_device(device)
-        # gloo for CPU tensors, nccl for CUDA ones; a rank that stops answering fails the others after the timeout
-        backend = "cpu:gloo,cuda:nccl" if cuda else "gloo"
-        torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=10))
-    return rank, world_size, device
-
-
-def flat_collective(tensors: list[torch.Tensor], collective) -> None:
-    """(torchrun) One collective over many tensors: flattened into one buffer, then copied back (layouts kept)."""
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    collective(flat)
-    for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-        tensor.copy_(part.view_as(tensor))
-
-
-def average_gradients(agent: Agent, loss: torch.Tensor, world_size: int) -> torch.Tensor:
-    """(torchrun) Every gradient replaced by its mean over the ranks, in one all-reduce, with the loss (its mean is
-    returned, so that a non-finite loss on one rank stops them all). Equal shares: the mean of the ranks' gradients
-    is the gradient of the whole minibatch's mean loss."""
-    loss = loss.detach().reshape(1).clone()
-    flat_collective([p.grad for p in agent.parameters()] + [loss], lambda flat: all_reduce_mean(flat, world_size))
-    return loss[0]
-
-
-def all_reduce_mean(tensor: torch.Tensor, world_size: int) -> None:
-    torch.distributed.all_reduce(tensor)  # the sum over the ranks (gloo has no mean) ...
-    tensor /= world_size  # ... divided by their number
-
-
-def whole_minibatches(x: torch.Tensor, world_size: int) -> torch.Tensor:
-    """(torchrun) [minibatch, this rank's share] -> [minibatch, all ranks' shares]: for statistics of whole
-    minibatches (advantage normalization); `x` itself in one process."""
-    if world_size == 1:
-        return x
-    shares = [torch.empty_like(x) for _ in range(world_size)]
-    torch.distributed.all_gather(shares, x.contiguous())
-    return torch.cat(shares, 1)
-
-
 def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     # (core 3) Adam with epsilon 1e-5 (fused: one kernel updates all parameters, in place)
     return torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
@@ -601,9 +454,8 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
 
 def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
     """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. (speed) Shuffles, advantage
-    normalization and metrics are done per epoch or once, not per minibatch. (torchrun) `args` gives this rank's share
-    of the batch and of each minibatch."""
-    device, world_size = buf.obs.device, rank_and_world()[1]
+    normalization and metrics are done per epoch or once, not per minibatch."""
+    device = buf.obs.device
     batch = [  # the rollout as one batch of num_steps * num_envs transitions, on the training device (frames: a view)
         torch.as_tensor(array, device=device).reshape((args.batch_size,) + array.shape[2:])
         for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
@@ -615,9 +467,9 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         mb_obs, mb_actions, mb_logprobs, mb_values, mb_advantages, mb_returns = (
             x[permutation].view((args.num_minibatches, args.minibatch_size) + x.shape[1:]) for x in batch
         )
-        if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once; (torchrun) over all ranks)
-            whole = whole_minibatches(mb_advantages, world_size)
-            mb_advantages = (mb_advantages - whole.mean(1, keepdim=True)) / (whole.std(1, keepdim=True) + 1e-8)
+        if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once)
+            mean, std = mb_advantages.mean(1, keepdim=True), mb_advantages.std(1, keepdim=True)
+            mb_advantages = (mb_advantages - mean) / (std + 1e-8)
         for i in range(args.num_minibatches):
             newlogprob, entropy, newvalue = agent.evaluate(mb_obs[i], mb_actions[i])
             logratio = newlogprob - mb_logprobs[i]
@@ -630,8 +482,6 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
             optimizer.zero_grad()
             loss.backward()
-            if world_size > 1:  # (torchrun) the gradients averaged over the ranks
-                loss = average_gradients(agent, loss, world_size)
             grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
             # (numerical fault) stop before the step, the parameters the last finite ones (one device-to-host sync)
             if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):
@@ -640,8 +490,6 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
         old_approx_kl = (-logratios[-1]).mean()
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
-        if world_size > 1:  # (torchrun) over the whole minibatch, so that every rank stops (target KL) alike
-            all_reduce_mean(approx_kl, world_size)
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
     if not all(torch.isfinite(p).all() for p in agent.parameters()):
@@ -663,56 +511,31 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     return metrics
 
 
-def lost_ranks(e: RuntimeError) -> bool:
-    """(torchrun) Whether a collective failed because another rank stopped (gloo: a closed connection) or timed out."""
-    return isinstance(e, torch.distributed.DistError) or "gloo" in str(e) or "NCCL" in str(e)
-
-
-def gather_episodes(episodes: list[tuple], first_env: int, world_size: int) -> list[tuple]:
-    """(torchrun) The episodes that every rank's envs ended, on every rank, their env numbered over all ranks."""
-    gathered = [None] * world_size
-    own = [(step, first_env + env, episodic_return, length) for step, env, episodic_return, length in episodes]
-    torch.distributed.all_gather_object(gathered, own)
-    return [episode for part in gathered for episode in part]
-
-
 def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     """Train as `args` says (call check_args first), or go on with `resume_from` (a load_checkpoint result);
     returns the run directory."""
-    rank, world_size, device = init_distributed(args)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     run = Run(args, resume_from)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    # (torchrun) the cores of a machine shared by its ranks
-    update_threads = args.update_threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
-    # (torchrun) this rank's share: its envs, and its part of the batch and of each minibatch; global_step counts all
-    share = replace(args, num_envs=args.num_envs // world_size, batch_size=args.batch_size // world_size,
-                    minibatch_size=args.minibatch_size // world_size)  # fmt: skip
-    envs = make_envs(args.env_id, share.num_envs, args.env_backend, args.gym_vector, args.ale_threads,
-                     run.video_folder, run.video_prefix)  # fmt: skip
+    update_threads = args.update_threads or cores
+    envs = make_envs(args.env_id, args.num_envs, args.gym_vector, run.video_folder, run.video_prefix)
     agent = make_agent(args, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = make_optimizer(agent, args)
-    buf = RolloutBuffer(args.num_steps, share.num_envs, envs.single_observation_space.shape, device)
+    buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape, device)
     global_step, done_iterations = run.global_step, run.done_iterations
     if run.checkpoint is not None:  # (resume) copied onto the training device
         agent.load_state_dict(run.checkpoint["agent"])
         optimizer.load_state_dict(run.checkpoint["optimizer"])
         set_rng_states(run.checkpoint["rng"])
-        if rank > 0:  # (torchrun) the checkpoint holds rank 0's random streams: the others start new ones, apart
-            torch.manual_seed(args.seed + rank + world_size * done_iterations)
-    if world_size > 1:  # (torchrun) every rank starts from rank 0's weights
-        flat_collective([p.detach() for p in agent.parameters()], lambda flat: torch.distributed.broadcast(flat, 0))
-    # (a resumed run starts new episodes; (torchrun) env i of rank r is seeded as env r * share + i of one process)
-    next_obs, _ = envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)
+    next_obs, _ = envs.reset(seed=args.seed + done_iterations)  # (a resumed run starts new episodes)
     try:
         for iteration in range(done_iterations + 1, args.num_iterations + 1):
             frac = 1.0 - (iteration - 1.0) / args.num_iterations  # the share of the run still to go
             if args.anneal_lr:  # (core 4) learning rate annealed linearly to 0
                 optimizer.param_groups[0]["lr"] = frac * args.learning_rate
 
-            torch.set_num_threads(args.torch_threads)  # (speed) the rollout on one thread, the update on all
+            torch.set_num_threads(args.torch_threads)  # (speed) the rollout on one thread (see Args), the update on all
             next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
-            if world_size > 1:  # (torchrun) every rank's episodes, for rank 0's log (env indices over all ranks)
-                episodes = gather_episodes(episodes, rank * share.num_envs, world_size)
             run.log_episodes(episodes, global_step)
             global_step += args.batch_size
             with torch.inference_mode():
@@ -723,20 +546,13 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                                               buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
             torch.set_num_threads(update_threads)
             with run.update(iteration, global_step):
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, share)
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
 
             metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
             run.end_iteration(metrics, iteration, global_step, agent, optimizer)
-    except RuntimeError as e:  # (torchrun) another rank stopped, or stopped answering: one line, not a traceback
-        if world_size == 1 or not lost_ranks(e):
-            raise
-        print(f"{SCRIPT}: error: rank {rank} lost the other ranks: {str(e).strip().splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
     finally:
         envs.close()  # (with --capture-video, this also writes env 0's game in progress)
         run.close()
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
     run.evaluate(make_env, agent)  # (--eval-episodes)
     return run.dir
 

@@ -1,4 +1,4 @@
-"""Every bad number is refused before anything is written, in each of the three scripts: learning rates
+"""Every bad number is refused before anything is written, in each of the scripts: learning rates
 positive and finite, gamma and the GAE lambda in [0, 1], clip coefficients, max grad norm and target KL
 positive, entropy and value coefficients finite and not negative, minibatches of at least 2 samples
 where advantages are normalized, NaN and infinity anywhere. In-process through check_args, and once per
@@ -22,11 +22,12 @@ COMMON = [
     ("ent_coef", NAN, "0 or positive"), ("ent_coef", -0.01, "0 or positive"), ("ent_coef", INF, "finite"),
     ("vf_coef", -1.0, "0 or positive"), ("vf_coef", INF, "finite"),
     ("target_kl", 0.0, "positive"), ("target_kl", -0.1, "positive"), ("target_kl", NAN, "positive"),
-    ("target_kl", INF, "finite"), ("torch_threads", 0, "positive"),
+    ("target_kl", INF, "finite"),
 ]  # fmt: skip
 PER_SCRIPT = {
-    "ppo": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive")],
+    "ppo": [("kl_beta", INF, "finite"), ("kl_target", NAN, "positive"), ("torch_threads", 0, "positive")],
     "ppo_continuous_action": [
+        ("torch_threads", 0, "positive"),
         ("kl_beta", INF, "finite"),
         ("kl_target", NAN, "positive"),
         ("critic_learning_rate", NAN, "positive"),
@@ -38,7 +39,9 @@ PER_SCRIPT = {
         ("critic_width", -64, "positive"),
         ("init_logstd", NAN, "finite"),
     ],  # fmt: skip
-    "ppo_atari": [],
+    "ppo_atari": [("update_threads", -1, "0 or positive")],
+    "ppo_atari_ale_vector": [("update_threads", -1, "0 or positive"), ("ale_threads", -2, "0 or positive")],
+    "ppo_atari_multigpu": [("update_threads", -1, "0 or positive")],
 }
 CASES = [(script, *case) for script in PER_SCRIPT for case in COMMON + PER_SCRIPT[script]]
 

@@ -1,4 +1,4 @@
-"""ppo_atari.py under torchrun, 2 processes on the CPU (gloo): the averaged gradient is the gradient of the two
+"""ppo_atari_multigpu.py under torchrun, 2 processes on the CPU (gloo): the averaged gradient is the gradient of the two
 ranks' minibatches together, the weights stay equal on both ranks, each rank's envs are seeded apart, rank 0 alone
 writes one run directory with every tag (every rank's episodes in it), a signal that one rank gets stops both
 after rank 0's checkpoint, the run resumes under torchrun, a rank that dies ends the job with one line, and a world
@@ -18,8 +18,7 @@ from conftest import ROOT, TAGS, read_scalars
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 # the quickest settings (as tests/test_checkpoints.py's), 1 env per rank
-TINY = ["--no-progress", "--env-backend", "gymnasium", "--gym-vector", "sync", "--num-envs", "2", "--num-steps", "32",
-        "--update-threads", "1"]  # fmt: skip
+TINY = ["--no-progress", "--gym-vector", "sync", "--num-envs", "2", "--num-steps", "32", "--update-threads", "1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest) torch on one thread, as the script runs
@@ -128,13 +127,13 @@ def stop(process: subprocess.Popen) -> str:
 
 def test_a_signal_to_one_rank_stops_both_after_the_checkpoint_and_the_run_resumes_under_torchrun(tmp_path):
     # a scheduler's SIGINT to rank 1 alone: both ranks stop after the same iteration, rank 0's checkpoint saved
-    command = [*TORCHRUN, os.path.join(ROOT, "ppo_atari.py"), *TINY, "--total-timesteps", "6400000",
+    command = [*TORCHRUN, os.path.join(ROOT, "ppo_atari_multigpu.py"), *TINY, "--total-timesteps", "6400000",
                "--checkpoint-every", "1"]  # fmt: skip
     process = start(command, tmp_path)
     os.kill(rank_pid(process, 1), signal.SIGINT)
     stderr = stop(process)
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
-    path = os.path.join(run_dir, "ppo_atari.cleanrl_model")
+    path = os.path.join(run_dir, "ppo_atari_multigpu.cleanrl_model")
     checkpoint = torch.load(path, weights_only=True)
     stopped = [line for line in stderr.splitlines() if "stopped at step" in line]
     assert len(stopped) == 1 and f"stopped at step {checkpoint['global_step']};" in stopped[0], stderr[-3000:]
@@ -143,7 +142,7 @@ def test_a_signal_to_one_rank_stops_both_after_the_checkpoint_and_the_run_resume
 
     # resumed under torchrun: the same run directory, on from the checkpoint's step
     mtime = os.path.getmtime(path)
-    resumed = start([*TORCHRUN, os.path.join(ROOT, "ppo_atari.py"), "--no-progress", "--update-threads", "1",
+    resumed = start([*TORCHRUN, os.path.join(ROOT, "ppo_atari_multigpu.py"), "--no-progress", "--update-threads", "1",
                      "--checkpoint-every", "1", "--resume", run_dir], tmp_path, after=mtime)  # fmt: skip
     os.kill(rank_pid(resumed, 1), signal.SIGTERM)
     stderr = stop(resumed)
@@ -156,7 +155,7 @@ def test_a_signal_to_one_rank_stops_both_after_the_checkpoint_and_the_run_resume
 
 
 def test_a_rank_that_dies_ends_the_job_with_one_line(tmp_path):
-    command = [*TORCHRUN, os.path.join(ROOT, "ppo_atari.py"), *TINY, "--total-timesteps", "6400000",
+    command = [*TORCHRUN, os.path.join(ROOT, "ppo_atari_multigpu.py"), *TINY, "--total-timesteps", "6400000",
                "--checkpoint-every", "1"]  # fmt: skip
     process = start(command, tmp_path)
     os.kill(rank_pid(process, 1), signal.SIGKILL)
@@ -166,8 +165,9 @@ def test_a_rank_that_dies_ends_the_job_with_one_line(tmp_path):
     ours = ranks_stderr(stderr)
     assert "Traceback" not in ours, ours[-3000:]
     # rank 0's one line (and its note of torchrun's SIGTERM, where that came first)
-    lines = [line for line in ours.splitlines() if line.startswith("ppo_atari.py")]
-    assert sum("ppo_atari.py: error: rank 0 lost the other ranks: " in line for line in lines) == 1, ours[-3000:]
+    lines = [line for line in ours.splitlines() if line.startswith("ppo_atari_multigpu.py")]
+    lost = "ppo_atari_multigpu.py: error: rank 0 lost the other ranks: "
+    assert sum(lost in line for line in lines) == 1, ours[-3000:]
     assert all("lost the other ranks" in line or "SIGTERM: stopping after this iteration" in line for line in lines)
 
 
@@ -180,7 +180,7 @@ def test_a_rank_that_dies_ends_the_job_with_one_line(tmp_path):
 )
 def test_envs_or_minibatches_that_do_not_split_over_the_ranks_are_one_line_exit_2(tmp_path, flags, message):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0"}  # (as torchrun sets them; refused before any rank meets)
-    command = [sys.executable, os.path.join(ROOT, "ppo_atari.py"), *flags, "--total-timesteps", "1000"]
+    command = [sys.executable, os.path.join(ROOT, "ppo_atari_multigpu.py"), *flags, "--total-timesteps", "1000"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and message in result.stderr

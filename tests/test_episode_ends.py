@@ -9,6 +9,7 @@ import pytest
 import torch
 
 LIMIT = 5
+ATARI = ["ppo_atari", "ppo_atari_ale_vector", "ppo_atari_multigpu"]  # ppo_atari.py and its copies
 
 
 class EndsAtItsLimit(gym.Env):
@@ -18,9 +19,9 @@ class EndsAtItsLimit(gym.Env):
         spaces = {
             "ppo": (gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2)),
             "ppo_continuous_action": (gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Box(-1.0, 1.0, (2,))),
-            "ppo_atari": (gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4)),  # frames
         }
-        self.observation_space, self.action_space = spaces[script]
+        frames = (gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4))  # (ppo_atari.py's copies too)
+        self.observation_space, self.action_space = spaces.get(script, frames)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -32,14 +33,14 @@ class EndsAtItsLimit(gym.Env):
         return self.observation_space.sample(), 1.0, self.t == LIMIT, False, {}
 
 
-@pytest.mark.parametrize("script", ["ppo", "ppo_continuous_action", "ppo_atari"])
+@pytest.mark.parametrize("script", ["ppo", "ppo_continuous_action", *ATARI])
 def test_terminated_at_the_time_limit_is_a_termination_not_a_truncation(script):
     module = importlib.import_module(script)
     env_id = f"EndsAtItsLimit-{script}-v0"
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=EndsAtItsLimit, max_episode_steps=LIMIT, kwargs={"script": script})
     torch.manual_seed(0)
-    if script == "ppo_atari":  # (its make_envs builds ALE games: the same kind of vector env, built here)
+    if script in ATARI:  # (its make_envs builds ALE games: a vector env like its training envs, built here)
         envs = gym.vector.SyncVectorEnv(
             [lambda: gym.make(env_id)] * 2, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
         )
@@ -60,5 +61,5 @@ def test_terminated_at_the_time_limit_is_a_termination_not_a_truncation(script):
     assert np.all(buf.terminations[ends] == 1.0) and np.all(buf.terminations[~ends] == 0.0)
     assert np.all(buf.truncations == 0.0)  # over, not cut
     assert np.all(buf.truncation_values == 0.0)  # nothing bootstrapped
-    if script != "ppo_atari":  # (Atari logs whole games, which this env does not report)
+    if script not in ATARI:  # (Atari logs whole games, which this env does not report)
         assert len(episodes) == 6 and all(length == LIMIT for *_, length in episodes)

@@ -1,9 +1,11 @@
-"""Tests of ppo_atari.py: each Atari wrapper on a real game, the C++ backend against the wrappers
-pixel for pixel, the game statistics, fire and no-op resets of both backends, the network, episode
-boundaries and truncation values of a rollout, GAE and the losses on hand-computed numbers, logging,
-determinism, saved agents, evaluation and bad input. Real ALE emulators throughout; the runs
-are tiny (CPU). (Checkpoints, resume, signals and videos: tests/test_checkpoints.py.)"""
+"""Tests of ppo_atari.py: each Atari wrapper on a real game, the game statistics, fire and no-op resets, the
+network, episode boundaries and truncation values of a rollout, GAE and the losses on hand-computed numbers,
+logging, determinism, saved agents, evaluation and bad input. Real ALE emulators throughout; the runs are tiny
+(CPU). What its copies share with it runs over them too: the training envs, rollouts and runs over
+ppo_atari_ale_vector.py (its C++ env's own tests: tests/test_ppo_atari_ale_vector.py), the network, GAE and losses
+over both copies. (Checkpoints, resume, signals and videos: tests/test_checkpoints.py.)"""
 
+import importlib
 import os
 import signal
 import sys
@@ -20,10 +22,19 @@ import ppo_run
 
 BREAKOUT = "BreakoutNoFrameskip-v4"
 SPACE_INVADERS = "SpaceInvadersNoFrameskip-v4"  # 5 to 30 points per alien: clipped and real scores differ
-BACKENDS = ["gymnasium", "ale-vector"]
-# the frames of a game that short_breakout cuts: 200 (ale-vector: its limit counts the agent's frames only, the
+ATARI = ["ppo_atari", "ppo_atari_ale_vector", "ppo_atari_multigpu"]  # this file and its copies
+ENVS = ["ppo_atari", "ppo_atari_ale_vector"]  # the two kinds of training envs: the gymnasium wrappers', the C++ env
+# the frames of a game that short_breakout cuts: 200 (the C++ env: its limit counts the agent's frames only, the
 # reset's 0-29 no-op frames come on top)
 CUT_GAME_FRAMES = range(200, 230)
+
+
+def training_envs(script: str, env_id: str, num_envs: int):
+    """The envs that `script` trains on (ppo_atari.py's stepped in this process), and its module."""
+    module = importlib.import_module(script)
+    if script == "ppo_atari":
+        return module.make_envs(env_id, num_envs, "sync"), module
+    return module.make_envs(env_id, num_envs), module
 
 
 def short_breakout() -> str:
@@ -186,76 +197,12 @@ def test_rewards_are_clipped_to_sign_and_the_logged_return_is_the_unclipped_full
     assert info["episode"]["l"] == len(log.rewards) > 4 * (steps + 2 + 3 * lives_lost)
 
 
-# --- the C++ backend -------------------------------------------------------------------------------
+# --- the training envs (make_envs), of both kinds ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", [BREAKOUT, SPACE_INVADERS])
-def test_ale_vector_env_gives_the_same_pixels_rewards_and_ends_as_the_wrappers(env_id):
-    # the same start (1 no-op frame, no FIRE), the same actions; compared until the first lost life,
-    # after which the two differ by design (see the comment above ale_vector_settings)
-    vec = ppo_atari.make_ale_vector_env(env_id, 4, noop_max=2, fire_reset=False)  # 0 or 1 no-op frame
-    vec_obs, vec_info = vec.reset(seed=3)
-    k = int(np.flatnonzero(vec_info["episode_frame_number"] == 1)[0])
-    env = ppo_atari.make_env(env_id, noop_max=1, fire_reset=False)  # exactly 1 no-op frame
-    obs, _ = env.reset(seed=3)
-    assert np.array_equal(obs[3], vec_obs[k, 3])
-    rng = np.random.default_rng(0)
-    rewarded = 0
-    for step in range(1000):
-        action = int(rng.integers(env.action_space.n))
-        obs, reward, terminated, truncated, _ = env.step(action)
-        vec_obs, vec_reward, vec_terminated, _, _ = vec.step(np.full(4, action))
-        assert np.array_equal(obs[3], vec_obs[k, 3]), step
-        if step >= 3:  # (at a reset the C++ env pads its stack with zeros, the wrappers with copies)
-            assert np.array_equal(obs, vec_obs[k])
-        assert reward == np.sign(vec_reward[k]) and terminated == vec_terminated[k]
-        rewarded += reward != 0
-        if terminated:
-            break
-    assert terminated and rewarded > 0
-    vec.close()
-
-
-def test_ale_vector_life_loss_and_game_over_semantics_and_the_full_game_score():
-    envs = ppo_atari.AleVectorGameStatistics(ppo_atari.make_ale_vector_env(SPACE_INVADERS, 2))
-    obs, info = envs.reset(seed=0)
-    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
-    start_lives = info["lives"].copy()
-    lives, frames = info["lives"].copy(), info["episode_frame_number"].copy()
-    score, lives_lost, games = np.zeros(2), np.zeros(2, dtype=int), []
-    rng = np.random.default_rng(0)
-    for _ in range(20000):
-        obs, rewards, terminated, truncated, info = envs.step(rng.integers(6, size=2))
-        score += rewards  # unclipped points
-        over = info["final_info"]["_episode"] if "final_info" in info else np.zeros(2, bool)
-        for i in range(2):
-            if over[i]:
-                # game over: reported with the real score of the whole game, and a new game begins
-                assert terminated[i] or truncated[i]
-                assert info["final_info"]["episode"]["r"][i] == score[i]
-                # its length in frames: every frame of the game, the last step's (up to 4) included
-                assert frames[i] < info["final_info"]["episode"]["l"][i] <= frames[i] + 4
-                assert info["lives"][i] == start_lives[i] and info["episode_frame_number"][i] <= 30
-                games.append((score[i], lives_lost[i]))
-                score[i], lives_lost[i] = 0, 0
-            elif terminated[i]:
-                # a lost life: the episode ends, the game goes on (frames counted on, no reset)
-                assert info["lives"][i] == lives[i] - 1
-                assert info["episode_frame_number"][i] == frames[i] + 4
-                lives_lost[i] += 1
-            else:
-                assert info["episode_frame_number"][i] == frames[i] + 4
-        lives, frames = info["lives"].copy(), info["episode_frame_number"].copy()
-        if len(games) >= 2:
-            break
-    assert len(games) >= 2
-    assert all(lost >= 1 for _, lost in games) and max(s for s, _ in games) > 30  # scores over lives, in points
-    envs.close()
-
-
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_make_envs_gives_stacked_frames_and_clipped_rewards(env_backend):
-    envs = ppo_atari.make_envs(SPACE_INVADERS, 2, env_backend, "sync")
+@pytest.mark.parametrize("script", ENVS)
+def test_make_envs_gives_stacked_frames_and_clipped_rewards(script):
+    envs, _ = training_envs(script, SPACE_INVADERS, 2)
     assert envs.single_observation_space.shape == (4, 84, 84) and envs.single_action_space.n == 6
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
@@ -265,29 +212,10 @@ def test_make_envs_gives_stacked_frames_and_clipped_rewards(env_backend):
     envs.close()
 
 
-def test_the_default_backend_is_the_reference_one_that_presses_fire_after_every_lost_life():
-    assert ppo_atari.Args().env_backend == "gymnasium"  # (wrap_atari: FireResetEnv over EpisodicLifeEnv, as CleanRL)
-
-
-def test_ale_vector_settings_map_ids_to_roms_and_sticky_actions():
-    ppo_atari.register_atari_envs()
-    assert ppo_atari.ale_vector_settings(BREAKOUT) == {
-        "game": "breakout", "repeat_action_probability": 0.0, "full_action_space": False,
-        "max_num_frames_per_episode": 108_000,
-    }  # fmt: skip
-    assert ppo_atari.ale_vector_settings("ALE/MsPacman-v5")["game"] == "ms_pacman"
-    assert ppo_atari.ale_vector_settings("ALE/MsPacman-v5")["repeat_action_probability"] == 0.25
-    with pytest.raises(ppo_atari.UsageError, match="random number of frames"):
-        ppo_atari.ale_vector_settings("Breakout-v4")
-
-
-# --- fire reset and no-op reset, as training gets them (make_envs), on both backends ---------------------
-
-
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_make_envs_starts_breakout_with_the_ball_in_play(env_backend):
+@pytest.mark.parametrize("script", ENVS)
+def test_make_envs_starts_breakout_with_the_ball_in_play(script):
     # (atari 4) the reset pressed FIRE: with no-ops only, every env still loses a life (the ball falls)
-    envs = ppo_atari.make_envs(BREAKOUT, 2, env_backend, "sync")
+    envs, _ = training_envs(script, BREAKOUT, 2)
     envs.reset(seed=0)
     lost = np.zeros(2, bool)
     for _ in range(150):
@@ -296,46 +224,27 @@ def test_make_envs_starts_breakout_with_the_ball_in_play(env_backend):
     assert lost.all()
 
 
-@pytest.mark.parametrize("fire_reset", [True, False])
-def test_ale_vector_fire_reset_launches_the_ball_in_breakout(fire_reset):
-    # the C++ env's use_fire_reset: without it, the ball waits for a FIRE that no-ops never press
-    envs = ppo_atari.make_ale_vector_env(BREAKOUT, 2, fire_reset=fire_reset)
-    envs.reset(seed=0)
-    lost = np.zeros(2, bool)
-    for _ in range(150):
-        lost |= envs.step(np.zeros(2, np.int64))[2]
-    envs.close()
-    assert list(lost) == [fire_reset, fire_reset]
-
-
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_make_envs_starts_each_game_after_a_random_number_of_noops(env_backend):
+@pytest.mark.parametrize("script", ENVS)
+def test_make_envs_starts_each_game_after_a_random_number_of_noops(script):
     # (atari 1) 8 envs seeded 0..7 start their games at different frames, and so see different screens
-    envs = ppo_atari.make_envs(BREAKOUT, 8, env_backend, "sync")
+    envs, _ = training_envs(script, BREAKOUT, 8)
     obs, info = envs.reset(seed=0)
     envs.close()
     frames = info["episode_frame_number"]
     # gymnasium: 1 to 30 no-op frames, then 4 + 4 of fire reset; C++ env: up to 30 frames, FIRE among them
-    low, high = (9, 38) if env_backend == "gymnasium" else (1, 30)
+    low, high = (9, 38) if script == "ppo_atari" else (1, 30)
     assert low <= frames.min() and frames.max() <= high
     assert len(set(frames)) >= 5
     assert len({o.tobytes() for o in obs}) >= 2
 
 
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_without_noop_reset_every_game_starts_alike(env_backend):
+def test_without_noop_reset_every_game_starts_alike():
     # noop_max=1 (exactly one no-op frame): the same start frame and screen whatever the seed
-    if env_backend == "gymnasium":
-        envs = [ppo_atari.make_env(BREAKOUT, noop_max=1) for _ in range(4)]
-        starts = [env.reset(seed=seed) for seed, env in enumerate(envs)]
-        obs, frames = np.stack([o for o, _ in starts]), np.array([i["episode_frame_number"] for _, i in starts])
-        for env in envs:
-            env.close()
-    else:
-        envs = ppo_atari.make_ale_vector_env(BREAKOUT, 4, noop_max=1)
-        obs, info = envs.reset(seed=0)
-        envs.close()
-        frames = info["episode_frame_number"]
+    envs = [ppo_atari.make_env(BREAKOUT, noop_max=1) for _ in range(4)]
+    starts = [env.reset(seed=seed) for seed, env in enumerate(envs)]
+    obs, frames = np.stack([o for o, _ in starts]), np.array([i["episode_frame_number"] for _, i in starts])
+    for env in envs:
+        env.close()
     assert len(set(frames)) == 1 and len({o.tobytes() for o in obs}) == 1
 
 
@@ -394,9 +303,10 @@ def test_native_bf16_is_what_the_cpu_has(monkeypatch):
         ppo_run.check_args(ppo_atari, ppo_atari.Args(bf16=True))
 
 
-def test_network_output_shapes_and_pixel_scaling():
+@pytest.mark.parametrize("script", ATARI)
+def test_network_output_shapes_and_pixel_scaling(script):
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(n_actions=6)
+    agent = importlib.import_module(script).Agent(n_actions=6)
     obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
     action, logprob, value = agent.act(obs)
     assert action.shape == logprob.shape == value.shape == (5,) and action.max() < 6
@@ -410,6 +320,7 @@ def test_network_output_shapes_and_pixel_scaling():
     assert not torch.equal(agent.hidden(white), agent.network(torch.full((1, 4, 84, 84), 255.0)))
 
 
+@pytest.mark.parametrize("script", ATARI)
 @pytest.mark.parametrize(
     "layer, gain",
     [
@@ -421,17 +332,18 @@ def test_network_output_shapes_and_pixel_scaling():
         ("critic", 1.0),
     ],
 )
-def test_orthogonal_init_gains(layer, gain):
+def test_orthogonal_init_gains(layer, gain, script):
     torch.manual_seed(0)
-    module = ppo_atari.Agent(4).get_submodule(layer)
+    module = importlib.import_module(script).Agent(4).get_submodule(layer)
     w = module.weight.detach().double().flatten(1)
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w  # (scaled) identity for an orthogonal matrix
     np.testing.assert_allclose(gram.numpy(), gain**2 * np.eye(min(w.shape)), atol=1e-6 * max(1, gain**2))
     assert torch.all(module.bias == 0)
 
 
-def test_nature_cnn_sizes():
-    agent = ppo_atari.Agent(4)
+@pytest.mark.parametrize("script", ATARI)
+def test_nature_cnn_sizes(script):
+    agent = importlib.import_module(script).Agent(4)
     convs = [m for m in agent.network if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
         (32, (8, 8), (4, 4)),
@@ -441,10 +353,11 @@ def test_nature_cnn_sizes():
     assert agent.network[7].out_features == 512
 
 
-def test_the_trunk_computes_the_nature_cnn_with_relus():
+@pytest.mark.parametrize("script", ATARI)
+def test_the_trunk_computes_the_nature_cnn_with_relus(script):
     # (atari 8) the Nature-CNN written out here, with the agent's weights: the same 512 features
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(4)
+    agent = importlib.import_module(script).Agent(4)
     layers = [m for m in agent.network if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
     x = frames.float() / 255.0
@@ -458,14 +371,14 @@ def test_the_trunk_computes_the_nature_cnn_with_relus():
 # --- rollouts and runs --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_rollout_reports_each_cut_game_and_bootstraps_it(env_backend):
-    envs = ppo_atari.make_envs(short_breakout(), 2, env_backend, "sync")
+@pytest.mark.parametrize("script", ENVS)
+def test_rollout_reports_each_cut_game_and_bootstraps_it(script):
+    envs, module = training_envs(script, short_breakout(), 2)
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(4)
-    buf = ppo_atari.RolloutBuffer(120, 2, (4, 84, 84), torch.device("cpu"))
+    agent = module.Agent(4)
+    buf = module.RolloutBuffer(120, 2, (4, 84, 84), torch.device("cpu"))
     obs, _ = envs.reset(seed=0)
-    next_obs, episodes = ppo_atari.collect_rollout(agent, envs, obs, buf)
+    next_obs, episodes = module.collect_rollout(agent, envs, obs, buf)
     envs.close()
     assert next_obs.shape == (2, 4, 84, 84)
     assert set(np.unique(buf.rewards)) <= {-1.0, 0.0, 1.0}
@@ -497,16 +410,17 @@ class FinalObsLog(gym.vector.VectorWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_truncation_value_is_the_value_of_the_true_final_observation(env_backend):
-    envs = FinalObsLog(ppo_atari.make_envs(short_breakout(), 2, env_backend, "sync"))
+@pytest.mark.parametrize("script", ENVS)
+def test_truncation_value_is_the_value_of_the_true_final_observation(script):
+    envs, module = training_envs(script, short_breakout(), 2)
+    envs = FinalObsLog(envs)
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(4)
+    agent = module.Agent(4)
     with torch.no_grad():  # off its initialization, so that its values tell frames apart more clearly
         for p in agent.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    buf = ppo_atari.RolloutBuffer(120, 2, (4, 84, 84), torch.device("cpu"))  # (two games cut per env, or more)
-    next_obs, _ = ppo_atari.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
+    buf = module.RolloutBuffer(120, 2, (4, 84, 84), torch.device("cpu"))  # (two games cut per env, or more)
+    next_obs, _ = module.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
     envs.close()
     cuts = list(zip(*np.nonzero(buf.truncations)))
     assert len(cuts) >= 2 and sorted(envs.final_obs) == sorted((int(s), int(i)) for s, i in cuts)
@@ -551,8 +465,8 @@ class VectorRewardLog(gym.vector.VectorWrapper):
         return obs, rewards, terminations, truncations, infos
 
 
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_rollout_logs_the_unclipped_score_of_whole_games_but_stores_clipped_rewards(env_backend, monkeypatch):
+@pytest.mark.parametrize("script", ENVS)
+def test_rollout_logs_the_unclipped_score_of_whole_games_but_stores_clipped_rewards(script, monkeypatch):
     # the emulator's raw points recorded below the preprocessing of make_envs (a recorder, not a mock)
     logs = []
 
@@ -563,21 +477,22 @@ def test_rollout_logs_the_unclipped_score_of_whole_games_but_stores_clipped_rewa
 
         return make_logged
 
-    if env_backend == "gymnasium":
-        monkeypatch.setattr(ppo_atari, "make_raw_env", recorded(ppo_atari.make_raw_env, GameScores))
+    module = importlib.import_module(script)
+    if script == "ppo_atari":
+        monkeypatch.setattr(module, "make_raw_env", recorded(module.make_raw_env, GameScores))
     else:
-        monkeypatch.setattr(ppo_atari, "make_ale_vector_env", recorded(ppo_atari.make_ale_vector_env, VectorRewardLog))
-    envs = ppo_atari.make_envs(SPACE_INVADERS, 2, env_backend, "sync")
+        monkeypatch.setattr(module, "make_ale_vector_env", recorded(module.make_ale_vector_env, VectorRewardLog))
+    envs, _ = training_envs(script, SPACE_INVADERS, 2)
     torch.manual_seed(0)
-    agent = ppo_atari.Agent(6)
-    buf = ppo_atari.RolloutBuffer(400, 2, (4, 84, 84), torch.device("cpu"))
-    _, episodes = ppo_atari.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
+    agent = module.Agent(6)
+    buf = module.RolloutBuffer(400, 2, (4, 84, 84), torch.device("cpu"))
+    _, episodes = module.collect_rollout(agent, envs, envs.reset(seed=0)[0], buf)
     envs.close()
     assert set(np.unique(buf.rewards)) <= {-1.0, 0.0, 1.0}  # (atari 6) learning sees the sign
     assert len(episodes) >= 1
     start, played = [0, 0], [0, 0]
     for step, i, score, _ in episodes:
-        if env_backend == "gymnasium":
+        if script == "ppo_atari":
             raw = logs[i].scores[played[i]]  # every frame of the game, its hidden fire-reset steps included
         else:
             raw = np.stack(logs[0].rewards)[start[i] : step + 1, i].sum()
@@ -588,19 +503,21 @@ def test_rollout_logs_the_unclipped_score_of_whole_games_but_stores_clipped_rewa
         start[i], played[i] = step + 1, played[i] + 1
 
 
-def test_gae_bootstraps_truncation_from_the_final_value():
+@pytest.mark.parametrize("script", ATARI)
+def test_gae_bootstraps_truncation_from_the_final_value(script):
     rewards = np.ones((3, 1), np.float32)
     values = np.array([[0.5], [0.4], [0.3]], np.float32)
     terminations = np.array([[1.0], [0.0], [0.0]], np.float32)  # e.g. a lost life
     truncations = np.array([[0.0], [1.0], [0.0]], np.float32)  # the frame limit
     truncation_values = np.array([[0.0], [2.0], [0.0]], np.float32)
-    adv, ret = ppo_atari.compute_gae(rewards, values, np.array([1.0], np.float32), terminations, truncations,
-                                     truncation_values, 0.9, 0.5)  # fmt: skip
+    adv, ret = importlib.import_module(script).compute_gae(rewards, values, np.array([1.0], np.float32), terminations,
+                                                           truncations, truncation_values, 0.9, 0.5)  # fmt: skip
     np.testing.assert_allclose(adv[:, 0], [0.5, 1 + 0.9 * 2 - 0.4, 1 + 0.9 - 0.3], rtol=1e-6)
     np.testing.assert_allclose(ret, adv + values, rtol=1e-6)
 
 
-def test_gae_hand_computed_over_several_steps_where_lambda_matters():
+@pytest.mark.parametrize("script", ATARI)
+def test_gae_hand_computed_over_several_steps_where_lambda_matters(script):
     # two envs, five steps, gamma 0.9, lambda 0.5 (gamma * lambda = 0.45)
     # env 0: terminated after step 1 (a lost life), truncated after step 3 (V(final obs) = 2.0)
     # env 1: no episode end, one reward at the last step: its credit flows back 0.45 per step
@@ -610,8 +527,8 @@ def test_gae_hand_computed_over_several_steps_where_lambda_matters():
     truncations = np.array([[0, 0], [0, 0], [0, 0], [1, 0], [0, 0]], np.float32)
     truncation_values = np.array([[0, 0], [0, 0], [0, 0], [2.0, 0], [0, 0]], np.float32)
     next_value = np.array([1.0, 0.0], np.float32)
-    adv, ret = ppo_atari.compute_gae(rewards, values, next_value, terminations, truncations, truncation_values,
-                                     0.9, 0.5)  # fmt: skip
+    adv, ret = importlib.import_module(script).compute_gae(rewards, values, next_value, terminations, truncations,
+                                                           truncation_values, 0.9, 0.5)  # fmt: skip
     # env 0 deltas: 1 + .9*.4 - .5 = .86 | 0 - .4 = -.4 | 1 + .9*.2 - .3 = .88 | 0 + .9*2 - .2 = 1.6
     # | 1 + .9*1 - .1 = 1.8
     # advantages: .86 + .45*(-.4) = .68 | -.4 (ends) | .88 + .45*1.6 = 1.6 | 1.6 (ends) | 1.8
@@ -622,11 +539,12 @@ def test_gae_hand_computed_over_several_steps_where_lambda_matters():
     np.testing.assert_allclose(ret[:, 1], adv[:, 1], rtol=1e-6)
 
 
-def test_clipped_policy_loss_values_and_gradients_on_known_numbers():
+@pytest.mark.parametrize("script", ATARI)
+def test_clipped_policy_loss_values_and_gradients_on_known_numbers(script):
     # clip 0.2: ratios outside [0.8, 1.2] on both sides, with positive and negative advantages
     advantages = torch.tensor([2.0, -1.0, 1.0, -2.0, 1.0])
     ratio = torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1], requires_grad=True)
-    loss = ppo_atari.clipped_policy_loss(advantages, ratio, clip_coef=0.2)
+    loss = importlib.import_module(script).clipped_policy_loss(advantages, ratio, clip_coef=0.2)
     # per sample, max(-A*r, -A*clip(r)): max(-3, -2.4) = -2.4 | max(.5, .8) = .8 | max(-.5, -.8) = -.5
     # | max(3, 2.4) = 3 | -1.1 (inside the range); the min would give (-3 + .5 - .8 + 2.4 - 1.1) / 5 = -.4
     assert loss.item() == pytest.approx((-2.4 + 0.8 - 0.5 + 3.0 - 1.1) / 5)
@@ -635,52 +553,48 @@ def test_clipped_policy_loss_values_and_gradients_on_known_numbers():
     np.testing.assert_allclose(ratio.grad.numpy(), [0.0, 0.0, -1 / 5, 2 / 5, -1 / 5], atol=1e-7)
 
 
-def test_value_loss_clipped_and_unclipped_on_known_numbers():
+@pytest.mark.parametrize("script", ATARI)
+def test_value_loss_clipped_and_unclipped_on_known_numbers(script):
+    module = importlib.import_module(script)
     new = torch.tensor([1.0, 3.0, 2.0], requires_grad=True)
     returns, old = torch.tensor([2.0, 2.0, 2.5]), torch.tensor([0.5, 2.5, 2.0])
     # clip 0.2: clipped values .7, 2.7, 2.0; squared errors unclipped 1, 1, .25 and clipped 1.69, .49, .25:
     # the max is the clipped term in sample 0, the unclipped one in sample 1 (the min: 1, .49, .25)
-    clipped = ppo_atari.value_loss(new, returns, old, 0.2, clip=True)
+    clipped = module.value_loss(new, returns, old, 0.2, clip=True)
     assert clipped.item() == pytest.approx(0.5 * (1.69 + 1.0 + 0.25) / 3)
     clipped.backward()
     # sample 0's clipped value is at the clip edge (no gradient); the others: (new - return) / n
     np.testing.assert_allclose(new.grad.numpy(), [0.0, 1 / 3, -0.5 / 3], rtol=1e-6)
     new.grad = None
-    unclipped = ppo_atari.value_loss(new, returns, old, 0.2, clip=False)
+    unclipped = module.value_loss(new, returns, old, 0.2, clip=False)
     assert unclipped.item() == pytest.approx(0.5 * (1.0 + 1.0 + 0.25) / 3)
     unclipped.backward()
     np.testing.assert_allclose(new.grad.numpy(), [-1 / 3, 1 / 3, -0.5 / 3], rtol=1e-6)
 
 
-def short_run(**overrides) -> str:
-    args = ppo_atari.Args(
-        **{
-            "env_id": short_breakout(),
-            "total_timesteps": 128,
-            "num_envs": 2,
-            "num_steps": 32,
-            "progress": False,
-            "gym_vector": "sync",
-            **overrides,
-        }  # fmt: skip
-    )
-    ppo_run.check_args(ppo_atari, args)
-    return ppo_atari.train(args)
+def short_run(script: str, **overrides) -> str:
+    module = importlib.import_module(script)
+    settings = {"env_id": short_breakout(), "total_timesteps": 128, "num_envs": 2, "num_steps": 32, "progress": False}
+    if script == "ppo_atari":
+        settings["gym_vector"] = "sync"
+    args = module.Args(**settings, **overrides)
+    ppo_run.check_args(module, args)
+    return module.train(args)
 
 
-@pytest.mark.parametrize("env_backend", BACKENDS)
-def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, env_backend):
-    first_dir = short_run(env_backend=env_backend)
+@pytest.mark.parametrize("script", ENVS)
+def test_short_run_writes_every_tag_and_is_deterministic(in_tmp, script):
+    first_dir = short_run(script)
     first = read_scalars(first_dir)
     assert set(TAGS) <= set(first)
     assert len(first["losses/value_loss"]) == 2
-    assert f"|env_backend|{env_backend}|" in read_text(first_dir, "hyperparameters")
+    assert f"|exp_name|{script}|" in read_text(first_dir, "hyperparameters")
     assert all(length in CUT_GAME_FRAMES for _, length in first["charts/episodic_length"])  # (frames, as CleanRL's)
-    second = read_scalars(short_run(env_backend=env_backend, exp_name="again"))
+    second = read_scalars(short_run(script, exp_name="again"))
     for tag in first:
         if tag != "charts/SPS":  # wall-clock speed is the one thing allowed to differ
             assert first[tag] == second[tag], tag
-    third = read_scalars(short_run(env_backend=env_backend, seed=2, exp_name="other_seed"))
+    third = read_scalars(short_run(script, seed=2, exp_name="other_seed"))
     assert first["losses/value_loss"] != third["losses/value_loss"]
 
 
@@ -759,8 +673,8 @@ def test_evaluation_plays_whole_games_and_returns_their_real_score(monkeypatch):
 def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
     # Ctrl-C in a terminal signals the whole process group, the env workers included: they must step on
     # until the main process has finished its iteration, written its checkpoint and closed them
-    command = [sys.executable, os.path.join(ROOT, "ppo_atari.py"), "--no-progress", "--env-backend", "gymnasium",
-               "--gym-vector", "async", "--num-envs", "2", "--num-steps", "32", "--total-timesteps", "6400000",
+    command = [sys.executable, os.path.join(ROOT, "ppo_atari.py"), "--no-progress", "--gym-vector", "async",
+               "--num-envs", "2", "--num-steps", "32", "--total-timesteps", "6400000",
                "--checkpoint-every", "1"]  # fmt: skip
     process = start_training(command, str(tmp_path), start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)
@@ -777,7 +691,6 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--capture-video", "--env-backend", "ale-vector"], "--capture-video needs --env-backend gymnasium"),
         (["--checkpoint-every", "-1"], "--checkpoint-every must be 0 or positive"),
         (
             ["--env-id", "BreakoutNoFrameskip-v5"],
@@ -786,11 +699,10 @@ def test_ctrl_c_with_async_workers_still_stops_cleanly(tmp_path):
         (["--env-id", "CartPole-v1"], "vector observations (4,); use ppo.py"),
         (["--env-id", "Pendulum-v1"], "continuous actions; use ppo_continuous_action.py"),
         (
-            ["--env-backend", "gymnasium", "--env-id", "Breakout-v4"],
+            ["--env-id", "Breakout-v4"],
             "random number of frames per step; (atari 2) max-and-skip needs an id with a fixed frameskip: "
             "use BreakoutNoFrameskip-v4 or ALE/Breakout-v5",
         ),
-        (["--env-backend", "ale-vector", "--env-id", "Breakout-v4"], "--env-backend ale-vector cannot map Breakout-v4"),
         (["--num-minibatches", "3"], "does not split into --num-minibatches 3"),
         (["--num-envs", "0"], "--num-envs must be positive"),
         (["--num-steps", "-1"], "--num-steps must be positive"),

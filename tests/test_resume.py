@@ -1,5 +1,5 @@
 """Resume through the real entry point (`main`, as `python <script> --resume RUN` runs it), in each of the
-three scripts: a run stopped after a checkpoint and resumed starts its first iteration with exactly the
+scripts (the Atari copies too): a run stopped after a checkpoint and resumed starts its first iteration with exactly the
 checkpoint's weights, optimizer moments and step, RNG streams (torch's, the rollout policy's), normalization
 statistics and learning rate, and two resumes of one checkpoint log the same numbers. Also what a resume must
 never do: drop a flag, overwrite the stopped run's videos, or die on a checkpoint of the run's last iteration."""
@@ -14,7 +14,15 @@ import time
 import pytest
 import torch
 from conftest import read_scalars, run_script
-from test_checkpoints import SCRIPTS, checkpoint_of, interrupt_at_update, tiny_args, tiny_flags
+from test_checkpoints import (
+    RUN_SCRIPTS,
+    SCRIPTS,
+    VIDEO_SCRIPTS,
+    checkpoint_of,
+    interrupt_at_update,
+    tiny_args,
+    tiny_flags,
+)
 
 import ppo_run
 
@@ -142,7 +150,7 @@ def test_a_flag_named_on_the_command_line_is_refused_not_dropped_when_it_contrad
     assert resumed.checkpoint_every == 7 and resumed.total_timesteps == args.total_timesteps
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", VIDEO_SCRIPTS)
 def test_a_resumed_run_keeps_the_stopped_runs_videos(in_tmp, script, monkeypatch):
     module, args, run_dir, checkpoint = stopped_run(monkeypatch, script, "--capture-video")
     folder = os.path.join("videos", os.path.basename(run_dir))
@@ -167,7 +175,7 @@ def test_train_resumed_from_the_checkpoint_of_the_last_iteration_just_returns(in
     assert module.train(args, resume_from) == run_dir
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", RUN_SCRIPTS)
 def test_evaluation_episodes_are_seeded_apart_from_the_training_envs(in_tmp, script, monkeypatch):
     module, args = tiny_args(script)
     seeds = []
@@ -186,7 +194,7 @@ def test_evaluation_episodes_are_seeded_apart_from_the_training_envs(in_tmp, scr
     assert not set(given) & set(range(args.seed, args.seed + 10_000)), given
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", RUN_SCRIPTS)
 def test_a_run_paused_at_a_step_goes_on_with_the_same_schedule_as_one_that_was_not(in_tmp, script, monkeypatch):
     module, args = tiny_args(script)
     whole = module.train(args)

@@ -13,15 +13,16 @@ import torch
 import torch.nn as nn
 from torch.distributions import Categorical, Normal
 
+ATARI = ("ppo_atari", "ppo_atari_ale_vector", "ppo_atari_multigpu")  # ppo_atari.py and its copies
 # (script, loss type, Args overrides): every loss type, and the switches that change the update
 CASES = [
     *[(script, loss, {}) for script in ("ppo", "ppo_continuous_action") for loss in ("clip", "kl-penalty", "pg")],
-    ("ppo_atari", "clip", {}),
+    *[(script, "clip", {}) for script in ATARI],
     *[
         (script, "clip", {"norm_adv": False, "clip_vloss": False})
-        for script in ("ppo", "ppo_continuous_action", "ppo_atari")
+        for script in ("ppo", "ppo_continuous_action", *ATARI)
     ],
-    *[(script, "clip", {"target_kl": 1e-9}) for script in ("ppo", "ppo_continuous_action", "ppo_atari")],
+    *[(script, "clip", {"target_kl": 1e-9}) for script in ("ppo", "ppo_continuous_action", *ATARI)],
     ("ppo_continuous_action", "clip", {"critic_learning_rate": 1e-3, "tanh_mean": True}),
     ("ppo_continuous_action", "clip", {"fixed_std": 0.5}),
 ]  # fmt: skip
@@ -33,7 +34,7 @@ def make_case(script: str, loss_type: str, overrides: dict):
     whose old log-probabilities and values are perturbed, so that both clippings and the gradient clipping
     engage."""
     module = importlib.import_module(script)
-    atari = script == "ppo_atari"
+    atari = script in ATARI
     args = module.Args(num_envs=2 if atari else 4, num_steps=8, num_minibatches=4, update_epochs=3, ent_coef=0.01,
                        **({} if atari else {"loss_type": loss_type, "kl_beta": 0.7}), **overrides)  # fmt: skip
     args.batch_size = args.num_envs * args.num_steps
@@ -162,7 +163,7 @@ def float64_except_atari(request):
     """ppo.py and the continuous script in float64, so that the two updates agree to 1e-9 (Atari's frames
     become float32 in the network, so it runs in float32)."""
     before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32 if request.node.callspec.params["script"] == "ppo_atari" else torch.float64)
+    torch.set_default_dtype(torch.float32 if request.node.callspec.params["script"] in ATARI else torch.float64)
     yield
     torch.set_default_dtype(before)
 
@@ -186,7 +187,7 @@ def test_one_update_equals_the_reference_update(script, loss_type, overrides, fl
     # the case engages what it is meant to test: the gradient clipping, and (clip loss) the ratio clipping
     assert max(grad_norms) > args.max_grad_norm
     assert loss_type != "clip" or expected["losses/clipfrac"] > 0
-    tol = {"rtol": 1e-4, "atol": 1e-6} if script == "ppo_atari" else {"rtol": 1e-9, "atol": 1e-12}
+    tol = {"rtol": 1e-4, "atol": 1e-6} if script in ATARI else {"rtol": 1e-9, "atol": 1e-12}
     ours, theirs = agent.state_dict(), reference.state_dict()
     for name in before:
         moved = (theirs[name] - before[name]).abs().max()

@@ -3,13 +3,16 @@
 Each `old` is a verbatim piece of the script's code (not of a comment) that occurs exactly once in it;
 tools/mutate.py refuses to run while one does not (a stale mutant, after the script changed). A mutant
 marked `equivalent` changes nothing that a test could observe: it is run all the same, and expected to
-survive. Details are numbered as in README.md's tables (core 1-13, atari 1-9, continuous 1-9).
+survive. Details are numbered as in README.md's tables (core 1-13, atari 1-9, continuous 1-9). The copies
+of ppo_atari.py (ppo_atari_ale_vector.py, ppo_atari_multigpu.py) get the mutants of the details whose code
+they hold and the tests parametrized over them can see, and those of their own changes.
 """
 
 from dataclasses import dataclass
 
 P, C, A, R = "ppo.py", "ppo_continuous_action.py", "ppo_atari.py", "ppo_run.py"
-PREFIX = {P: "ppo", C: "continuous", A: "atari", R: "run"}
+V, M = "ppo_atari_ale_vector.py", "ppo_atari_multigpu.py"  # the copies of ppo_atari.py with a variant's changes
+PREFIX = {P: "ppo", C: "continuous", A: "atari", V: "atari-ale-vector", M: "atari-multigpu", R: "run"}
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,13 @@ MUTANTS: list[Mutant] = []
 
 
 def add(scripts: str, what: str, old: str, new: str, detail: str, equivalent: str | None = None) -> None:
-    """One mutant per script in `scripts` (a string of P, C, A names joined by spaces)."""
+    """One mutant per script in `scripts` (a string of P, C, A, V, M names joined by spaces)."""
     for script in scripts.split():
         MUTANTS.append(Mutant(f"{PREFIX[script]}/{what}", script, old, new, detail, equivalent))
 
 
-ALL, PC = f"{P} {C} {A}", f"{P} {C}"
+PC, ATARI = f"{P} {C}", f"{A} {V} {M}"  # ATARI: ppo_atari.py and its copies
+ALL = f"{PC} {ATARI}"
 
 # (one mutant per call, laid out by hand)
 # fmt: off
@@ -39,12 +43,12 @@ ALL, PC = f"{P} {C} {A}", f"{P} {C}"
 # ---- core 1-13 ---------------------------------------------------------------------------------------
 add(PC, "one-env", "for i in range(num_envs)],", "for i in range(1)],", "core 1: one env instead of --num-envs")
 add(A, "one-env-gymnasium", "[lambda i=i: env_fn(i) for i in range(num_envs)],",
-    "[lambda i=i: env_fn(i) for i in range(1)],", "core 1: one env instead of --num-envs (gymnasium backend)")
+    "[lambda i=i: env_fn(i) for i in range(1)],", "core 1: one env instead of --num-envs (gymnasium's vector env)")
 
 add(P, "policy-gain", "mlp(obs_dim, n_actions, 0.01)", "mlp(obs_dim, n_actions, 1.0)", "core 2: policy head gain 0.01 -> 1")
 add(C, "policy-gain", "mlp(obs_dim, action_dim, 0.01, actor_width)", "mlp(obs_dim, action_dim, 1.0, actor_width)",
     "core 2: policy head gain 0.01 -> 1")
-add(A, "policy-gain", "layer_init(nn.Linear(512, n_actions), std=0.01)", "layer_init(nn.Linear(512, n_actions), std=1.0)",
+add(ATARI, "policy-gain", "layer_init(nn.Linear(512, n_actions), std=0.01)", "layer_init(nn.Linear(512, n_actions), std=1.0)",
     "core 2: policy head gain 0.01 -> 1")
 add(P, "value-gain", "mlp(obs_dim, 1, 1.0)", "mlp(obs_dim, 1, 0.01)", "core 2: value head gain 1 -> 0.01")
 add(C, "value-gain", "mlp(obs_dim, 1, 1.0, critic_width)", "mlp(obs_dim, 1, 0.01, critic_width)",
@@ -53,14 +57,14 @@ add(P, "hidden-gain", "layer_init(nn.Linear(64, 64)), nn.Tanh()]", "layer_init(n
     "core 2: hidden layer gain sqrt(2) -> 1")
 add(C, "hidden-gain", "layer_init(nn.Linear(width, width)), nn.Tanh()]",
     "layer_init(nn.Linear(width, width), std=1.0), nn.Tanh()]", "core 2: hidden layer gain sqrt(2) -> 1")
-add(A, "value-gain", "layer_init(nn.Linear(512, 1), std=1.0)", "layer_init(nn.Linear(512, 1), std=0.01)",
+add(ATARI, "value-gain", "layer_init(nn.Linear(512, 1), std=1.0)", "layer_init(nn.Linear(512, 1), std=0.01)",
     "core 2: value head gain 1 -> 0.01")
 add(ALL, "bias", "torch.nn.init.constant_(layer.bias, bias_const)", "torch.nn.init.constant_(layer.bias, 0.1)",
     "core 2: zero biases -> 0.1")
 
 add(ALL, "adam-eps", "eps=1e-5, fused=True", "eps=1e-8, fused=True", "core 3: Adam epsilon 1e-5 -> 1e-8")
 
-add(f"{P} {A}", "no-lr-anneal", 'optimizer.param_groups[0]["lr"] = frac * args.learning_rate',
+add(f"{P} {ATARI}", "no-lr-anneal", 'optimizer.param_groups[0]["lr"] = frac * args.learning_rate',
     'optimizer.param_groups[0]["lr"] = args.learning_rate', "core 4: learning rate not annealed")
 add(C, "no-lr-anneal", 'group["lr"] = frac * group["initial_lr"]', 'group["lr"] = group["initial_lr"]',
     "core 4: learning rate(s) not annealed")
@@ -75,9 +79,9 @@ add(PC, "no-shuffle", "permutation = torch.randperm(args.batch_size)", "permutat
 add(PC, "shuffle-once", "permutation = torch.randperm(args.batch_size)",
     "permutation = permutation if epoch else torch.randperm(args.batch_size)",
     "core 6: the batch shuffled once, not every epoch")
-add(A, "no-shuffle", "permutation = torch.randperm(args.batch_size, device=device)",
+add(ATARI, "no-shuffle", "permutation = torch.randperm(args.batch_size, device=device)",
     "permutation = torch.arange(args.batch_size, device=device)", "core 6: minibatches not shuffled")
-add(A, "shuffle-once", "permutation = torch.randperm(args.batch_size, device=device)",
+add(ATARI, "shuffle-once", "permutation = torch.randperm(args.batch_size, device=device)",
     "permutation = permutation if epoch else torch.randperm(args.batch_size, device=device)",
     "core 6: the batch shuffled once, not every epoch")
 
@@ -85,7 +89,9 @@ add(ALL, "no-adv-norm", "if args.norm_adv:", "if False:", "core 7: advantages no
 add(PC, "adv-norm-batch", "mb_advantages.mean(1, keepdim=True)) / (\n                mb_advantages.std(1, keepdim=True)",
     "mb_advantages.mean()) / (\n                mb_advantages.std()",
     "core 7: advantages normalized over the whole batch, not per minibatch")
-add(A, "adv-norm-batch", "whole.mean(1, keepdim=True)) / (whole.std(1, keepdim=True)", "whole.mean()) / (whole.std()",
+add(f"{A} {V}", "adv-norm-batch", "mb_advantages.mean(1, keepdim=True), mb_advantages.std(1, keepdim=True)",
+    "mb_advantages.mean(), mb_advantages.std()", "core 7: advantages normalized over the whole batch, not per minibatch")
+add(M, "adv-norm-batch", "whole.mean(1, keepdim=True), whole.std(1, keepdim=True)", "whole.mean(), whole.std()",
     "core 7: advantages normalized over the whole batch, not per minibatch")
 
 add(ALL, "pg-min", "return torch.max(-advantages * ratio, clipped).mean()", "return torch.min(-advantages * ratio, clipped).mean()",
@@ -98,9 +104,9 @@ add(ALL, "vclip-min", "torch.max((new_values - returns) ** 2, (clipped_values - 
     "torch.min((new_values - returns) ** 2, (clipped_values - returns) ** 2)",
     "core 9: min instead of max of the clipped and unclipped value losses")
 
-add(f"{P} {A}", "entropy-sign", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
+add(f"{P} {ATARI}", "entropy-sign", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
     "loss = pg_loss + args.ent_coef * entropy_loss + v_loss * args.vf_coef", "core 10: entropy bonus sign flipped")
-add(f"{P} {A}", "no-vf-coef", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
+add(f"{P} {ATARI}", "no-vf-coef", "loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef",
     "loss = pg_loss - args.ent_coef * entropy_loss + v_loss", "core 10: vf_coef ignored")
 add(C, "entropy-sign", "loss = loss - args.ent_coef * entropy_loss", "loss = loss + args.ent_coef * entropy_loss",
     "core 10: entropy bonus sign flipped")
@@ -115,7 +121,7 @@ add(ALL, "approx-kl", "approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mea
     "approx_kl = (-logratios[-1]).mean()", "core 12: approx_kl is the old estimator -log ratio")
 add(PC, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > clip_coef)",
     "((torch.cat(logratios).exp() - 1.0) > clip_coef)", "core 12: clip fraction counts ratios above the range only")
-add(A, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef)",
+add(ATARI, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef)",
     "((torch.cat(logratios).exp() - 1.0) > args.clip_coef)",
     "core 12: clip fraction counts ratios above the range only")
 add(ALL, "explained-variance", "float(1 - np.var(y_true - y_pred) / var_y)", "float(1 - np.var(y_pred) / var_y)",
@@ -126,29 +132,27 @@ add(P, "shared-trunk", "return self.critic(obs).squeeze(-1)", "return self.criti
 add(C, "shared-trunk", "return self.critic(obs).squeeze(-1)",
     "return self.critic[2:](self.actor_mean[:2](obs)).squeeze(-1)",
     "core 13, continuous 4: the critic reads the actor's first layer (not separate networks)")
-add(A, "default-ale-vector", 'env_backend: Literal["gymnasium", "ale-vector"] = "gymnasium"',
-    'env_backend: Literal["gymnasium", "ale-vector"] = "ale-vector"', "atari 4: the default env no longer presses FIRE after a lost life")
 add(A, "game-length-in-steps", "env = RecordGameStatistics(env)  # the real, full-game score and length in frames, for the logs\n"
     "    env = NoopResetEnv(env, noop_max)  # (atari 1)\n    env = MaxAndSkipEnv(env, skip=4)  # (atari 2)",
     "env = NoopResetEnv(env, noop_max)\n    env = MaxAndSkipEnv(env, skip=4)\n    env = RecordGameStatistics(env)",
     "atari: game statistics above max-and-skip (lengths in agent steps, not CleanRL's frames)")
-add(A, "game-length-in-steps-ale", "lengths = game_start - self.game_start", "lengths = (game_start - self.game_start) // 4",
+add(V, "game-length-in-steps-ale", "lengths = game_start - self.game_start", "lengths = (game_start - self.game_start) // 4",
     "atari: the C++ env's game lengths in agent steps, not frames")
 add(A, "no-channels-last", "return agent.to(memory_format=torch.channels_last) if args.channels_last else agent",
     "return agent", "speed: the default CNN in the slow NCHW layout")
 add(A, "bf16-ignored", "enabled=self.bf16)", "enabled=False)", "speed: --bf16 does nothing")
 add(A, "bf16-heads", "return self.network(pixels).float()", "return self.network(pixels)", "bf16: heads and losses in bfloat16 too")
 add(A, "bf16-unchecked", "if args.bf16 and not native_bf16(args.cuda):", "if False:", "bf16: emulated bf16 not refused")
-add(A, "cnn-tanh", "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),",
+add(ATARI, "cnn-tanh", "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),",
     "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.Tanh(),", "core 13, atari 8: a tanh in the Nature-CNN")
 
 # ---- gymnasium 1.x handling ----------------------------------------------------------------------------
-add(ALL, "next-step-autoreset", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,\n        copy=False,",
+add(f"{PC} {A}", "next-step-autoreset", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,\n        copy=False,",
     "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,\n        copy=False,",
     "gymnasium 1.x: NEXT_STEP autoreset (bogus autoreset steps in the batch)")
-add(A, "next-step-autoreset-ale", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # as the gymnasium",
-    "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,  # as the gymnasium",
-    "gymnasium 1.x: NEXT_STEP autoreset (ale-vector backend)")
+add(V, "next-step-autoreset-ale", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # as ppo_atari.py",
+    "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,  # as ppo_atari.py",
+    "gymnasium 1.x: NEXT_STEP autoreset (the C++ env)")
 add(ALL, "terminated-and-truncated", "truncated = truncated & ~terminated", "truncated = truncated",
     "gymnasium 1.x: a step that terminates and truncates kept as a truncation")
 add(P, "truncation-next-obs", 'policy.value(np.stack(infos["final_obs"][truncated]))', "policy.value(next_obs[truncated])",
@@ -156,7 +160,7 @@ add(P, "truncation-next-obs", 'policy.value(np.stack(infos["final_obs"][truncate
 add(C, "truncation-next-obs", 'agent.normalize_obs(np.stack(infos["final_obs"][truncated]), update=False)',
     "next_obs[truncated]",
     "gymnasium 1.x: truncation value from the next episode's first observation, not final_obs")
-add(A, "truncation-next-obs", 'torch.from_numpy(np.stack(infos["final_obs"][truncated])).to(buf.obs.device)',
+add(f"{A} {V}", "truncation-next-obs", 'torch.from_numpy(np.stack(infos["final_obs"][truncated])).to(buf.obs.device)',
     "torch.from_numpy(next_obs[truncated]).to(buf.obs.device)",
     "gymnasium 1.x: truncation value from the next game's first observation, not final_obs")
 add(ALL, "truncation-not-bootstrapped", "next_values = np.where(truncations > 0, truncation_values, next_values)",
@@ -252,7 +256,7 @@ add(C, "recompute-old-value-anchor", "        buf.values[:] = policy.value(buf.o
 add(C, "recompute-flag-unwired", "if args.recompute_adv else None", "if False else None",
     "--recompute-adv: train never passes the recompute")
 
-# ---- atari 1-9, gymnasium backend (wrap_atari and its wrappers) ------------------------------------------------
+# ---- atari 1-9, ppo_atari.py's gymnasium wrappers (wrap_atari and its wrappers) -------------------------------------
 add(A, "no-noop-reset", "env = NoopResetEnv(env, noop_max)", "env = env", "atari 1: no-op reset removed (gymnasium)")
 add(A, "skip-last-frame", "return self.frames.max(axis=0), total_reward", "return self.frames[1], total_reward",
     "atari 2: the last frame, not the max of the last two (gymnasium)")
@@ -274,43 +278,45 @@ add(A, "reward-clip-to-range", "return float(np.sign(reward))", "return float(np
 add(A, "frame-stack-newest-first", "return gym.wrappers.FrameStackObservation(env, 4)",
     "return gym.wrappers.TransformObservation(gym.wrappers.FrameStackObservation(env, 4), "
     "lambda obs: np.ascontiguousarray(obs[::-1]), None)", "atari 7: frame stack newest first (gymnasium)")
-add(A, "no-pixel-scaling", "pixels = obs.float() / 255.0", "pixels = obs.float()",
+add(ATARI, "no-pixel-scaling", "pixels = obs.float() / 255.0", "pixels = obs.float()",
     "atari 9: pixels not scaled to [0, 1]")
 
-# ---- atari 1-7, ale-vector backend (make_ale_vector_env, make_envs) ---------------------------------------------
-add(A, "ale-noop-max-0", "noop_max=noop_max,", "noop_max=0,", "atari 1: noop_max 0 (ale-vector)")
-add(A, "ale-no-maxpool", "maxpool=True,", "maxpool=False,", "atari 2: no max of the last two frames (ale-vector)")
-add(A, "ale-no-life-loss", "life_loss_info=True,", "life_loss_info=False,", "atari 3: no episode end at a lost life (ale-vector)")
-add(A, "ale-no-fire-reset", "use_fire_reset=fire_reset,", "use_fire_reset=False,", "atari 4: no fire reset (ale-vector)")
-add(A, "ale-color", "grayscale=True,", "grayscale=False,", "atari 5: colour frames, not grayscale (ale-vector)")
-add(A, "ale-no-reward-clip", "return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))",
+# ---- atari 1-7, ppo_atari_ale_vector.py's C++ env (make_ale_vector_env, make_envs) ------------------------------
+add(V, "ale-noop-max-0", "noop_max=noop_max,", "noop_max=0,", "atari 1: noop_max 0 (the C++ env)")
+add(V, "ale-no-maxpool", "maxpool=True,", "maxpool=False,", "atari 2: no max of the last two frames (the C++ env)")
+add(V, "ale-no-life-loss", "life_loss_info=True,", "life_loss_info=False,", "atari 3: no episode end at a lost life (the C++ env)")
+add(V, "ale-no-fire-reset", "use_fire_reset=fire_reset,", "use_fire_reset=False,", "atari 4: no fire reset (the C++ env)")
+add(V, "ale-color", "grayscale=True,", "grayscale=False,", "atari 5: colour frames, not grayscale (the C++ env)")
+add(V, "ale-no-reward-clip", "return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))",
     "return AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads))",
-    "atari 6: reward clipping removed (ale-vector)")
-add(A, "ale-clipped-score-logged",
+    "atari 6: reward clipping removed (the C++ env)")
+add(V, "ale-clipped-score-logged",
     "return VectorClipReward(AleVectorGameStatistics(make_ale_vector_env(env_id, num_envs, ale_threads)))",
     "return AleVectorGameStatistics(VectorClipReward(make_ale_vector_env(env_id, num_envs, ale_threads)))",
-    "atari 6: wrappers swapped, so the clipped score is logged (ale-vector)")
-add(A, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 frames, not 4 (ale-vector)")
+    "atari 6: wrappers swapped, so the clipped score is logged (the C++ env)")
+add(V, "ale-stack-2", "stack_num=4,", "stack_num=2,", "atari 7: a stack of 2 frames, not 4 (the C++ env)")
 
 # ---- the mends of resume, videos, evaluation and the flat parameters ------------------------------------------
 add(C, "return-never-reset-call-site", "reward_scaler(reward, terminated | truncated)",
     "reward_scaler(reward, terminated & False)", "continuous 8: the discounted return never reset (at the call site)")
-add(A, "torchrun-no-allreduce", "loss = average_gradients(agent, loss, world_size)", "loss = loss",
+
+# ---- ppo_atari_multigpu.py's torchrun changes ------------------------------------------------------------------
+add(M, "torchrun-no-allreduce", "loss = average_gradients(agent, loss, world_size)", "loss = loss",
     "torchrun: the gradients not averaged over the ranks (each rank steps on its own share)")
-add(A, "torchrun-sum-not-mean", "tensor /= world_size", "tensor /= 1",
+add(M, "torchrun-sum-not-mean", "tensor /= world_size", "tensor /= 1",
     "torchrun: the gradients summed over the ranks, not averaged")
-add(A, "torchrun-adv-norm-per-rank", "whole = whole_minibatches(mb_advantages, world_size)", "whole = mb_advantages",
+add(M, "torchrun-adv-norm-per-rank", "whole = whole_minibatches(mb_advantages, world_size)", "whole = mb_advantages",
     "torchrun, core 7: advantages normalized over each rank's share, not the whole minibatch")
-add(A, "torchrun-kl-per-rank", "            all_reduce_mean(approx_kl, world_size)\n", "            pass\n",
+add(M, "torchrun-kl-per-rank", "            all_reduce_mean(approx_kl, world_size)\n", "            pass\n",
     "torchrun: the KL estimate (target-KL stopping) of each rank's share, so that ranks may stop apart")
-add(A, "torchrun-no-broadcast",
+add(M, "torchrun-no-broadcast",
     "flat_collective([p.detach() for p in agent.parameters()], lambda flat: torch.distributed.broadcast(flat, 0))",
     "pass", "torchrun: the ranks start from their own initial weights (seeded apart), not rank 0's")
-add(A, "torchrun-env-seeds-not-apart", "envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)",
+add(M, "torchrun-env-seeds-not-apart", "envs.reset(seed=args.seed + done_iterations + rank * share.num_envs)",
     "envs.reset(seed=args.seed + done_iterations)", "torchrun: every rank's envs seeded alike (the same games)")
-add(A, "torchrun-episodes-not-gathered", "episodes = gather_episodes(episodes, rank * share.num_envs, world_size)",
+add(M, "torchrun-episodes-not-gathered", "episodes = gather_episodes(episodes, rank * share.num_envs, world_size)",
     "episodes = episodes", "torchrun: only rank 0's episodes reach the log")
-add(A, "torchrun-steps-of-one-rank", "global_step += args.batch_size", "global_step += share.batch_size",
+add(M, "torchrun-steps-of-one-rank", "global_step += args.batch_size", "global_step += share.batch_size",
     "torchrun: the steps (and SPS) of one rank, not of all")
 # ---- the run module (ppo_run.py): resume, checkpoints, logging, evaluation, torchrun's rank 0 --------------------
 add(R, "resume-no-torch-rng", 'torch.set_rng_state(rng["torch"])', "pass", "resume: torch's RNG not restored")

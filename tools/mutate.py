@@ -42,11 +42,25 @@ def k_expr(stem: str) -> str:
 
 # Which tests run for a mutant of each script: its own modules and the shared files (those of the other
 # scripts' modules and the benchmark tools' tests left out), cheapest first (-x stops at the first
-# failure): FIRST, its own modules, any other shared file (a test file added later included), LAST.
-SCRIPTS = ["ppo.py", "ppo_continuous_action.py", "ppo_atari.py", "ppo_run.py"]
+# failure): FIRST, its own modules, the modules it borrows, any other shared file (a test file added later
+# included), LAST.
+SCRIPTS = [
+    "ppo.py",
+    "ppo_continuous_action.py",
+    "ppo_atari.py",
+    "ppo_atari_ale_vector.py",
+    "ppo_atari_multigpu.py",
+    "ppo_run.py",
+]
 FIRST = ["tests/test_updates.py", "tests/test_args.py"]
 LAST = ["tests/test_resume.py", "tests/test_checkpoints.py"]
-OWN = {"ppo_atari.py": ["tests/test_distributed.py"]}  # a script's modules besides tests/test_<script>.py
+OWN = {"ppo_atari_multigpu.py": ["tests/test_distributed.py"]}  # a script's modules besides tests/test_<script>.py
+# another script's module whose tests are parametrized over this script too (a copy of it): run filtered, as the
+# shared files are, by the script's parameter id
+BORROWED = {
+    "ppo_atari_ale_vector.py": ["tests/test_ppo_atari.py"],
+    "ppo_atari_multigpu.py": ["tests/test_ppo_atari.py"],
+}
 RUN_MODULE = "ppo_run.py"  # the run module of every script: all their tests run for its mutants, unfiltered
 NOT_MUTATION = {"tests/test_benchmark_tools.py", "tests/test_campaign.py"}  # (the tools, not the scripts)
 
@@ -64,7 +78,7 @@ def test_files(tree: str, script: str) -> list[str]:
     rest = sorted(found - NOT_SHARED - set(FIRST) - set(LAST))
     if script == RUN_MODULE:  # (every script's own modules too)
         rest = sorted(found - NOT_MUTATION - set(FIRST) - set(own_modules(script)) - set(LAST))
-    return [f for f in [*FIRST, *own_modules(script), *rest, *LAST] if f in found]
+    return [f for f in [*FIRST, *own_modules(script), *BORROWED.get(script, []), *rest, *LAST] if f in found]
 
 
 RUNNING: set[subprocess.Popen] = set()  # the pytest processes in flight, stopped if the run is stopped
