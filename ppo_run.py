@@ -68,21 +68,16 @@ def check_args(script, args) -> None:
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size = args.batch_size // args.num_minibatches
     args.num_iterations = args.total_timesteps // args.batch_size
+    batch = f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps {args.num_steps})"
     if args.batch_size % args.num_minibatches:
-        raise UsageError(
-            f"the batch of {args.batch_size} steps (--num-envs {args.num_envs} x --num-steps "
-            f"{args.num_steps}) does not split into --num-minibatches {args.num_minibatches}"
-        )
+        raise UsageError(f"{batch} does not split into --num-minibatches {args.num_minibatches}")
     if args.stop_at_step and not args.save_model:  # (a pause that keeps nothing to go on from)
         raise UsageError("--stop-at-step needs the checkpoint that --no-save-model turns off")
     if args.total_timesteps < args.batch_size:
         raise UsageError(f"--total-timesteps {args.total_timesteps} is less than one batch ({args.batch_size} steps)")
     if args.norm_adv and args.minibatch_size < 2:  # (core 7) the std of one sample is NaN
-        raise UsageError(
-            f"--num-minibatches {args.num_minibatches} leaves {args.minibatch_size} sample per "
-            "minibatch, and advantage normalization needs at least 2: use fewer minibatches or "
-            "--no-norm-adv"
-        )
+        hint = "advantage normalization needs at least 2: use fewer minibatches or --no-norm-adv"
+        raise UsageError(f"--num-minibatches {args.num_minibatches} leaves 1 sample per minibatch, and {hint}")
     script.check_env(args)
 
 
@@ -172,11 +167,10 @@ def resumed_args(script, args, saved: dict, given: set[str] | None = None):
     that contradicts the checkpoint is refused; one the checkpoint does not know is taken."""
     defaults = asdict(script.Args())
     given = {k for k, v in asdict(args).items() if v != defaults[k]} if given is None else given
-    conflicts = [
-        f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})"
-        for name in sorted(given - script.RUN_CONTROL)
-        if name in saved and getattr(args, name) != saved[name]
+    named = [
+        name for name in sorted(given - script.RUN_CONTROL) if name in saved and getattr(args, name) != saved[name]
     ]
+    conflicts = [f"--{name.replace('_', '-')} {saved[name]} (not {getattr(args, name)})" for name in named]
     if conflicts:
         raise UsageError(f"cannot resume {args.resume}: it was trained with {', '.join(conflicts)}")
     kept = {k: v for k, v in saved.items() if k in defaults and k not in script.RUN_CONTROL}
@@ -230,15 +224,8 @@ def start_tracking(args, checkpoint: dict | None, resume_from) -> str:
     wandb_id = (checkpoint or {}).get("wandb_id") or os.urandom(4).hex()
     name = os.path.basename(os.path.dirname(resume_from[0])) if resume_from else f"{args.env_id}__{args.exp_name}"
     try:
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            config=asdict(args),
-            name=name,
-            id=wandb_id,
-            resume="allow",
-            save_code=True,
-        )
+        project = {"project": args.wandb_project_name, "entity": args.wandb_entity}
+        wandb.init(**project, config=asdict(args), name=name, id=wandb_id, resume="allow", save_code=True)
         wandb.define_metric("*", step_metric="global_step")  # (the x-axis of every curve, as in TensorBoard)
     except Exception as e:  # (no network, no login, a wrong entity)
         raise UsageError(f"--track: Weights & Biases did not start: {str(e).strip().splitlines()[0]}") from None
@@ -282,19 +269,15 @@ class Run:
         self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
         # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        total, line = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
-        self.bar = tqdm(
-            total=total,
-            initial=self.global_step,
-            disable=not args.progress or not self.main,
-            file=sys.stdout,
-            smoothing=0,
-            mininterval=0.5 if sys.stdout.isatty() else 0,
-            miniters=max(1, total // 10),
-            unit=" steps",
-            desc="return (last 100 ep)      n/a",
-            bar_format=line + " | {rate_fmt} | {remaining} left",
-        )
+        total, bar = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
+        look = {
+            "unit": " steps",
+            "desc": "return (last 100 ep)      n/a",
+            "bar_format": bar + " | {rate_fmt} | {remaining} left",
+        }
+        pace = {"smoothing": 0, "mininterval": 0.5 if sys.stdout.isatty() else 0, "miniters": max(1, total // 10)}
+        shown = args.progress and self.main
+        self.bar = tqdm(total=total, initial=self.global_step, disable=not shown, file=sys.stdout, **look, **pace)
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
@@ -322,11 +305,8 @@ class Run:
             self.warn_tracking(e)
 
     def warn_tracking(self, e: Exception) -> None:
-        print(
-            f"{script_name()}: warning: Weights & Biases failed, training goes on without it: "
-            f"{str(e).strip().splitlines()[0]}",
-            file=sys.stderr,
-        )
+        why = str(e).strip().splitlines()[0]
+        print(f"{script_name()}: warning: Weights & Biases failed, training goes on without it: {why}", file=sys.stderr)
         self.wandb = None
 
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
@@ -432,15 +412,9 @@ def main(script) -> None:
             run_name = os.path.basename(os.path.dirname(os.path.abspath(path)))
             video_folder = os.path.join("videos", run_name) if args.capture_video else None
             torch.set_num_threads(args.torch_threads)
-            agent, env_id = load_agent(script, checkpoint), checkpoint["args"]["env_id"]
+            agent, env_id, episodes = load_agent(script, checkpoint), checkpoint["args"]["env_id"], args.eval_episodes
             returns = evaluate(
-                script.make_env,
-                agent,
-                env_id,
-                args.eval_episodes or 10,
-                args.eval_deterministic,
-                args.seed,
-                video_folder,
+                script.make_env, agent, env_id, episodes or 10, args.eval_deterministic, args.seed, video_folder
             )
             kind = "deterministic" if args.eval_deterministic else "sampled"
             mean, std = np.mean(returns), np.std(returns)
@@ -452,10 +426,8 @@ def main(script) -> None:
         if resume_from is not None and resume_from[1]["iteration"] >= args.num_iterations:
             raise UsageError(f"{resume_from[0]} is the end of its run ({args.num_iterations} iterations): nothing left")
         if resume_from is not None and 0 < args.stop_at_step <= resume_from[1]["global_step"]:
-            raise UsageError(
-                f"{resume_from[0]} is at step {resume_from[1]['global_step']} already, not before "
-                f"--stop-at-step {args.stop_at_step}"
-            )
+            at = resume_from[1]["global_step"]
+            raise UsageError(f"{resume_from[0]} is at step {at} already, not before --stop-at-step {args.stop_at_step}")
         script.train(args, resume_from)
     except (UsageError, NonFiniteError, Interrupted) as e:
         if rank_and_world()[0] == 0:  # (torchrun) every rank stops alike, rank 0 says why
