@@ -1,16 +1,18 @@
-"""The ceiling of ppo_atari.py's env backends: env-only steps per second with random actions.
+"""The ceiling of the Atari training envs: env-only steps per second with random actions.
 
     python benchmark/atari_env_speed.py --steps 20000 --repeats 3
 
-Each backend is built exactly as training builds it (`ppo_atari.make_envs` with the script's
-defaults: 8 envs, all preprocessing) and stepped with uniformly random actions, no network. The
-backends alternate (gymnasium, ale-vector, gymnasium, ...), so that both see the same machine
+Each backend is built exactly as its script's training builds it (`make_envs` with the script's
+defaults: 8 envs, all preprocessing): gymnasium, ppo_atari.py's wrappers; ale-vector,
+ppo_atari_ale_vector.py's C++ vector env. Each is stepped with uniformly random actions, no network.
+The backends alternate (gymnasium, ale-vector, gymnasium, ...), so that both see the same machine
 conditions; the median of the repeats is printed as a Markdown table, with the ratio between them.
 Set beside the training steps per second of `benchmark/bench.py ppo_atari.py`, this says how much of
 training the env could take at most.
 """
 
 import argparse
+import importlib
 import os
 import statistics
 import sys
@@ -21,12 +23,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ppo_atari  # noqa: E402
 
-BACKENDS = ["gymnasium", "ale-vector"]
+BACKENDS = {"gymnasium": "ppo_atari", "ale-vector": "ppo_atari_ale_vector"}  # backend: the script training on it
 
 
 def env_steps_per_second(env_id: str, backend: str, num_envs: int, steps: int, seed: int) -> float:
     """Vector steps of `num_envs` envs each, random actions; returns env steps (over all envs) per second."""
-    envs = ppo_atari.make_envs(env_id, num_envs, backend)
+    envs = importlib.import_module(BACKENDS[backend]).make_envs(env_id, num_envs)
     rng = np.random.default_rng(seed)
     envs.reset(seed=seed)
     n_actions = int(envs.single_action_space.n)

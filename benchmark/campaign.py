@@ -50,9 +50,12 @@ from benchmark.bench import read_events  # noqa: E402
 OUT = os.path.join(ROOT, "benchmark", "results", "runs")
 MUJOCO = ["Hopper-v4", "HalfCheetah-v4", "Walker2d-v4", "InvertedDoublePendulum-v4", "Swimmer-v4"]
 # iterations between checkpoints: a few minutes of a run at one thread (Atari ~5 s an iteration, MuJoCo ~2 s)
-CHECKPOINT_EVERY = {"ppo_atari.py": 60, "ppo_continuous_action.py": 100, "ppo.py": 100}
+CHECKPOINT_EVERY = {"ppo_atari.py": 60, "ppo_atari_ale_vector.py": 60, "ppo_continuous_action.py": 100, "ppo.py": 100}
 # run-control flags of every run: one thread, no progress bar (the log is a file)
-CONTROL = {"ppo_atari.py": ["--update-threads", "1", "--gym-vector", "sync"]}
+CONTROL = {
+    "ppo_atari.py": ["--update-threads", "1", "--gym-vector", "sync"],
+    "ppo_atari_ale_vector.py": ["--update-threads", "1"],
+}
 # the study: benchmark/tune.py's recipe study, resumed in slices
 STUDY = dict(envs=["InvertedDoublePendulum-v4", "Hopper-v4", "HalfCheetah-v4"], normalize=[9200, 3000, 5000],
              budget=300_000, seed=1, known=["cleanrl", "tianshou", "andrychowicz"], sampled=30)  # fmt: skip
@@ -75,9 +78,9 @@ class Spec:
         return f"{self.env_id}__{self.variant}__{self.seed}"
 
 
-def breakout(variant: str, seeds, budget: int, flags=()) -> list[Spec]:
+def breakout(variant: str, seeds, budget: int, flags=(), script: str = "ppo_atari.py") -> list[Spec]:
     env = "BreakoutNoFrameskip-v4"
-    return [Spec(env, variant, seed, "ppo_atari.py", 10_000_000, budget, list(flags)) for seed in seeds]
+    return [Spec(env, variant, seed, script, 10_000_000, budget, list(flags)) for seed in seeds]
 
 
 def mujoco(variant: str, flags=()) -> list[Spec]:
@@ -88,7 +91,7 @@ def mujoco(variant: str, flags=()) -> list[Spec]:
 LANES = {
     "breakout": [
         breakout("default", [1, 2, 3], 2_000_000),  # the reference schedule (10M steps), to 2M first
-        breakout("vector", [1, 2, 3], 1_000_000, ["--env-backend", "ale-vector", "--ale-threads", "1"]),
+        breakout("vector", [1, 2, 3], 1_000_000, ["--ale-threads", "1"], script="ppo_atari_ale_vector.py"),
         breakout("default", [1, 2, 3], 10_000_000),  # then onward, as time allows
     ],
     "mujoco": ["defaults", "study", "tuned"],  # (stages built from the study's state: see stage_runs)

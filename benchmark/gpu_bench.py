@@ -5,7 +5,8 @@
 
 Each setting is one fresh run of ppo_atari.py through benchmark/timed.py (env stepping, rollout
 inference, update, the rest): the defaults (gymnasium wrappers, fp32, channels-last weights), the plain
-NCHW layout, bf16 autocast (where the GPU has native bf16), and the ale-vector backend. Printed as a
+NCHW layout, bf16 autocast (where the GPU has native bf16), and ppo_atari_ale_vector.py (ale-py's C++
+vector env). Printed as a
 Markdown table. On a machine where torch sees no CUDA device it says so in one line and exits with 1.
 """
 
@@ -19,19 +20,19 @@ import tempfile
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETTINGS = {
-    "defaults (gymnasium, fp32, channels-last)": [],
-    "plain NCHW layout": ["--no-channels-last"],
-    "bf16 autocast": ["--bf16"],
-    "ale-vector backend": ["--env-backend", "ale-vector"],
+SETTINGS = {  # name: (script, flags)
+    "defaults (gymnasium, fp32, channels-last)": ("ppo_atari.py", []),
+    "plain NCHW layout": ("ppo_atari.py", ["--no-channels-last"]),
+    "bf16 autocast": ("ppo_atari.py", ["--bf16"]),
+    "ale-vector (ppo_atari_ale_vector.py)": ("ppo_atari_ale_vector.py", []),
 }
 
 
-def timed_run(steps: int, flags: list[str], folder: str) -> dict:
+def timed_run(script: str, steps: int, flags: list[str], folder: str) -> dict:
     """One run's split (seconds) and its steps per second of training (rollouts and updates)."""
     split_json = os.path.join(folder, "split.json")
     command = [sys.executable, os.path.join(ROOT, "benchmark", "timed.py"), split_json,
-               os.path.join(ROOT, "ppo_atari.py"), "--total-timesteps", str(steps), "--no-progress",
+               os.path.join(ROOT, script), "--total-timesteps", str(steps), "--no-progress",
                "--no-save-model", *flags]  # fmt: skip
     subprocess.run(command, cwd=folder, check=True)
     with open(split_json) as f:
@@ -50,12 +51,12 @@ def main() -> None:
         sys.exit(1)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.steps:,} steps per run\n")
     print("| setting | steps/s | env stepping | rollout inference | update | other |\n|---|---|---|---|---|---|")
-    for name, flags in SETTINGS.items():
+    for name, (script, flags) in SETTINGS.items():
         if "--bf16" in flags and not torch.cuda.is_bf16_supported(including_emulation=False):
             print(f"| {name} | (this GPU has no native bf16) | | | | |")
             continue
         with tempfile.TemporaryDirectory() as folder:
-            s = timed_run(args.steps, [*flags, *args.flags], folder)
+            s = timed_run(script, args.steps, [*flags, *args.flags], folder)
         shares = [s["env_step"], s["rollout"] - s["env_step"], s["update"], s["total"] - s["rollout"] - s["update"]]
         print(
             f"| {name} | {s['steps_per_second']:,.0f} | " + " | ".join(f"{x / s['total']:.0%}" for x in shares) + " |"

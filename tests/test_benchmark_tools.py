@@ -194,7 +194,7 @@ def test_gpu_bench_says_in_one_line_that_there_is_no_gpu_and_times_a_run(tmp_pat
         assert result.returncode == 1 and result.stdout == ""
         assert len(result.stderr.splitlines()) == 1 and "no CUDA device" in result.stderr
     flags = ["--num-envs", "2", "--num-steps", "64", "--update-epochs", "1", "--num-minibatches", "1"]
-    split = gpu_bench.timed_run(256, flags, str(tmp_path))  # (two rollouts, on whatever device there is)
+    split = gpu_bench.timed_run("ppo_atari.py", 256, flags, str(tmp_path))  # (two rollouts, on whatever device)
     assert 0 < split["env_step"] < split["rollout"] and 0 < split["update"]
     assert split["rollout"] + split["update"] < split["total"] and split["steps_per_second"] > 0
 
