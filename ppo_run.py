@@ -179,7 +179,10 @@ def resumed_args(script, args, saved: dict, given: set[str] | None = None):
 
 def load_agent(script, checkpoint: dict) -> nn.Module:
     """The agent of a checkpoint, its weights loaded (on the CPU)."""
-    args = script.Args(**{k: v for k, v in checkpoint["args"].items() if k in asdict(script.Args())})
+    learned = {
+        k: v for k, v in checkpoint["args"].items() if k in asdict(script.Args()) and k not in script.RUN_CONTROL
+    }
+    args = script.Args(**learned)  # (the run-control flags it was trained with, e.g. videos, are not its agent's)
     script.check_env(args)
     env = script.make_env(args.env_id)
     agent = script.make_agent(args, env.observation_space, env.action_space)

@@ -7,10 +7,12 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_script
 from test_ppo_atari import BREAKOUT, SPACE_INVADERS
 
 import ppo_atari_ale_vector
+import ppo_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # (conftest) torch on one thread, as the script runs
 
@@ -126,3 +128,15 @@ def test_bad_input_is_one_line_exit_2_and_no_run_directory(tmp_path, args, messa
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert lines[0].startswith("ppo_atari_ale_vector.py: error: ")
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_a_checkpoint_is_evaluated_whatever_run_control_flags_it_was_trained_with(tmp_path):
+    # (a checkpoint of ppo_atari.py trained with --capture-video, which the C++ env cannot do, is still a policy)
+    args = ppo_atari_ale_vector.Args(env_id="BreakoutNoFrameskip-v4", capture_video=True)
+    env = ppo_atari_ale_vector.make_env(args.env_id)
+    agent = ppo_atari_ale_vector.make_agent(args, env.observation_space, env.action_space)
+    env.close()
+    optimizer = torch.optim.Adam(agent.parameters())
+    ppo_run.save_checkpoint(str(tmp_path / "a.cleanrl_model"), agent, optimizer, args, global_step=0, iteration=0)
+    loaded = ppo_run.load_agent(ppo_atari_ale_vector, ppo_run.load_checkpoint(str(tmp_path))[1])
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), agent.state_dict().values()))
