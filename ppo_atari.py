@@ -13,7 +13,6 @@ variants, each with only its changes: ppo_atari_ale_vector.py (ale-py's C++ vect
 
 import os
 import signal
-import sys
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -558,4 +557,4 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    ppo_run.main(sys.modules[__name__])
+    ppo_run.main(globals())  # (this script's names: as a dict, it works under python -m cProfile or pdb too)

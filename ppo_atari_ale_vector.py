@@ -10,7 +10,6 @@ games in ppo_atari.py's gymnasium wrappers (make_env), the reference env; traini
 """
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -622,4 +621,4 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    ppo_run.main(sys.modules[__name__])
+    ppo_run.main(globals())  # (this script's names: as a dict, it works under python -m cProfile or pdb too)

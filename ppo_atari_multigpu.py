@@ -650,4 +650,4 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    ppo_run.main(sys.modules[__name__])
+    ppo_run.main(globals())  # (this script's names: as a dict, it works under python -m cProfile or pdb too)

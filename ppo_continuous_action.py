@@ -10,7 +10,6 @@ plumbing. Each detail is commented with its name in "The 37 Implementation Detai
 
 import math
 import os
-import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -571,4 +570,4 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    ppo_run.main(sys.modules[__name__])
+    ppo_run.main(globals())  # (this script's names: as a dict, it works under python -m cProfile or pdb too)

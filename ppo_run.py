@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 import time
+import types
 from dataclasses import asdict, fields
 
 import gymnasium as gym
@@ -403,10 +404,12 @@ def recipe_defaults(script, argv: list[str]):
 
 
 def main(script) -> None:
-    """The command line of a script (its module: Args, RANGES, RUN_CONTROL, RECIPES, check_env, make_env,
-    make_agent, train): train, resume or evaluate; bad input gets one line and exit code 2."""
+    """The command line of a script (its module, or its globals(): Args, RANGES, RUN_CONTROL, RECIPES, check_env,
+    make_env, make_agent, train): train, resume or evaluate; bad input gets one line and exit code 2."""
     import tyro
 
+    if isinstance(script, dict):  # (a script's globals(): its own names, however it was started)
+        script = types.SimpleNamespace(**script)
     args = tyro.cli(script.Args, default=recipe_defaults(script, sys.argv[1:]))
     try:
         if args.eval_checkpoint is not None:  # evaluate a saved policy and exit: no training, no run directory

@@ -137,3 +137,13 @@ def test_the_run_module_is_the_same_for_every_script_and_names_what_it_reads_fro
         assert name in ppo_run.__doc__
         for script in ["ppo", "ppo_continuous_action", "ppo_atari"]:
             assert hasattr(__import__(script), name), (script, name)
+
+
+def test_a_script_runs_under_a_profiler_which_executes_it_outside_its_module(tmp_path):
+    # (python -m cProfile runs the file's code in a namespace of its own: sys.modules["__main__"] is cProfile's)
+    command = [sys.executable, "-m", "cProfile", "-o", os.devnull, os.path.join(ROOT, "ppo.py"), "--no-progress",
+               "--total-timesteps", "1024"]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert len(read_scalars(run_dir)["charts/SPS"]) == 2
