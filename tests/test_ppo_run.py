@@ -60,8 +60,8 @@ def test_a_tracked_run_offline_holds_its_episodic_returns_and_a_resume_goes_on_i
     done = subprocess.run(first, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
-    done = subprocess.run([*command, "--resume", run_dir], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    resumed = [*command, "--resume", run_dir]
+    done = subprocess.run(resumed, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     runs = [offline_run(path) for path in sorted(glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb")))]
     assert len(runs) == 2 and runs[0][0] == runs[1][0]  # one W&B run, in two parts
@@ -141,8 +141,8 @@ def test_the_run_module_is_the_same_for_every_script_and_names_what_it_reads_fro
 
 def test_a_script_runs_under_a_profiler_which_executes_it_outside_its_module(tmp_path):
     # (python -m cProfile runs the file's code in a namespace of its own: sys.modules["__main__"] is cProfile's)
-    command = [sys.executable, "-m", "cProfile", "-o", os.devnull, os.path.join(ROOT, "ppo.py"), "--no-progress",
-               "--total-timesteps", "1024"]  # fmt: skip
+    script = os.path.join(ROOT, "ppo.py")
+    command = [sys.executable, "-m", "cProfile", "-o", os.devnull, script, "--no-progress", "--total-timesteps", "1024"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
