@@ -57,8 +57,14 @@ CONTROL = {
     "ppo_atari_ale_vector.py": ["--update-threads", "1"],
 }
 # the study: benchmark/tune.py's recipe study, resumed in slices
-STUDY = dict(envs=["InvertedDoublePendulum-v4", "Hopper-v4", "HalfCheetah-v4"], normalize=[9200, 3000, 5000],
-             budget=300_000, seed=1, known=["cleanrl", "tianshou", "andrychowicz"], sampled=30)  # fmt: skip
+STUDY = dict(
+    envs=["InvertedDoublePendulum-v4", "Hopper-v4", "HalfCheetah-v4"],
+    normalize=[9200, 3000, 5000],
+    budget=300_000,
+    seed=1,
+    known=["cleanrl", "tianshou", "andrychowicz"],
+    sampled=30,
+)
 
 
 @dataclass
@@ -160,8 +166,9 @@ def load_study(home: str):
         earlier = None
     # seeded by the number of trials before, so that a resumed study doesn't draw the same trials again
     sampler = optuna.samplers.TPESampler(seed=earlier or 0)
-    study = optuna.create_study(study_name="recipe", storage=storage, load_if_exists=True, direction="maximize",
-                                sampler=sampler)  # fmt: skip
+    study = optuna.create_study(
+        study_name="recipe", storage=storage, load_if_exists=True, direction="maximize", sampler=sampler
+    )
     if earlier is None:
         from benchmark.tune import RECIPES
 
@@ -291,16 +298,26 @@ def export(home: str, spec: Spec) -> None:
     per_iteration = {tag: dict((s, v) for s, v, _ in values) for tag, values in events.items() if tag.count("/")}
     per_iteration = {tag: values for tag, values in per_iteration.items() if not tag.startswith("charts/episodic")}
     wall = {s: t for s, _, t in events.get("charts/SPS", [])}
-    rows = [{"step": s, "wall_time": f"{t:.3f}", **{tag: per_iteration[tag].get(s) for tag in sorted(per_iteration)}}
-            for s, t in sorted(wall.items())]  # fmt: skip
+    rows = [
+        {"step": s, "wall_time": f"{t:.3f}", **{tag: per_iteration[tag].get(s) for tag in sorted(per_iteration)}}
+        for s, t in sorted(wall.items())
+    ]
     if rows:
         write_rows(csv_path(spec, ".scalars"), rows)
 
 
 def export_index(state: dict) -> None:
-    rows = [{"run": key, "commit": run["commit"], "script": run["script"], "total_timesteps": run["total"],
-             "checkpoint_step": run.get("step", 0), "flags": " ".join(run["flags"])}
-            for key, run in sorted(state["runs"].items())]  # fmt: skip
+    rows = [
+        {
+            "run": key,
+            "commit": run["commit"],
+            "script": run["script"],
+            "total_timesteps": run["total"],
+            "checkpoint_step": run.get("step", 0),
+            "flags": " ".join(run["flags"]),
+        }
+        for key, run in sorted(state["runs"].items())
+    ]
     write_rows(os.path.join(OUT, "runs.csv"), rows)
 
 
@@ -317,16 +334,16 @@ def die_with_parent() -> None:
 
 
 def start(home: str, state: dict, spec: Spec) -> subprocess.Popen:
-    record = state["runs"].setdefault(spec.key, {"commit": state["commit"], "script": spec.script,
-                                                 "total": spec.total, "flags": spec.flags})  # fmt: skip
+    record = state["runs"].setdefault(
+        spec.key, {"commit": state["commit"], "script": spec.script, "total": spec.total, "flags": spec.flags}
+    )
     tree = worktree(home, record["commit"])
     folder = os.path.join(home, "work", spec.key)
     existing = run_dir(home, spec.key)
     if existing is not None and checkpoint_step(home, spec.key) == 0:  # stopped before its first checkpoint
         shutil.rmtree(existing)
         existing = None
-    control = ["--no-progress", "--checkpoint-every", str(CHECKPOINT_EVERY[spec.script]),
-               *CONTROL.get(spec.script, [])]  # fmt: skip
+    control = ["--no-progress", "--checkpoint-every", str(CHECKPOINT_EVERY[spec.script]), *CONTROL.get(spec.script, [])]
     if spec.budget < record["total"]:
         control += ["--stop-at-step", str(spec.budget)]
     if existing is None:
@@ -338,8 +355,13 @@ def start(home: str, state: dict, spec: Spec) -> subprocess.Popen:
     log = open(os.path.join(folder, "log.txt"), "a")
     log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n")
     log.flush()
-    process = subprocess.Popen([sys.executable, os.path.join(tree, record["script"]), *command], cwd=folder,
-                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(tree, record["script"]), *command],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
     process.log = log
     return process
 
@@ -391,8 +413,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hours", type=float, default=2.5, help="stop (cleanly) after this long")
     parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="runs at a time (one thread each)")
-    parser.add_argument("--home", default=os.path.join(os.path.dirname(ROOT), "ppo-campaign"),
-                        help="worktrees, run directories, the study's database")  # fmt: skip
+    parser.add_argument(
+        "--home",
+        default=os.path.join(os.path.dirname(ROOT), "ppo-campaign"),
+        help="worktrees, run directories, the study's database",
+    )
     parser.add_argument("--commit", help="start the runs not yet started on this commit (default: as before)")
     parser.add_argument("--status", action="store_true", help="print where each run stands, and stop")
     parser.add_argument("--lanes", nargs="+", default=list(LANES), choices=list(LANES), help="advance these alone")
@@ -443,11 +468,15 @@ def main() -> None:
             stop["asked"] = f"--hours {options.hours}"
         if stop["asked"] is None and refill:  # fill the free slots: to the lane with the fewest runs, one by one
             waiting = {lane: stage_runs(options.home, state, lane, finished, failed) for lane in options.lanes}
-            waiting = {lane: [s for s in runs if s.key not in running and s.key not in failed] for lane, runs in
-                       waiting.items()}  # fmt: skip
+            waiting = {
+                lane: [s for s in runs if s.key not in running and s.key not in failed]
+                for lane, runs in waiting.items()
+            }
             while len(running) < options.jobs and any(waiting.values()):
-                lane = min((lane for lane in waiting if waiting[lane]), key=lambda name: sum(
-                    run[1] == name for run in running.values()))  # fmt: skip
+                lane = min(
+                    (lane for lane in waiting if waiting[lane]),
+                    key=lambda name: sum(run[1] == name for run in running.values()),
+                )
                 spec = waiting[lane].pop(0)
                 running[spec.key] = (spec, lane, start(options.home, state, spec))
                 print(f"{time.strftime('%H:%M:%S')} started {spec.key} toward step {spec.budget:,}", flush=True)
@@ -467,8 +496,11 @@ def main() -> None:
             export(options.home, spec)
             if code not in (0, 143, -15):
                 failed.add(key)
-                print(f"{time.strftime('%H:%M:%S')} {key} failed (exit code {code}); see "
-                      f"{os.path.join(options.home, 'work', key, 'log.txt')}", flush=True)  # fmt: skip
+                print(
+                    f"{time.strftime('%H:%M:%S')} {key} failed (exit code {code}); see "
+                    f"{os.path.join(options.home, 'work', key, 'log.txt')}",
+                    flush=True,
+                )
             else:
                 print(f"{time.strftime('%H:%M:%S')} {key} stopped at step {state['runs'][key]['step']:,}", flush=True)
             save_state(options.home, state)

@@ -65,21 +65,31 @@ def load_rows(folder: str = RUNS) -> list[dict]:
         kept = steps <= upto
         walls = [float(r["wall_time"]) for r in scalars]
         done = int(scalars[-1]["step"])
-        rows.append({
-            "script": index[key]["script"], "env_id": env_id, "variant": variant, "seed": int(seed),
-            "final_return": float(returns[kept][-100:].mean()), "steps": min(done, upto), "done": done,
-            "partial": done < upto and done + int(scalars[0]["step"]) <= int(index[key]["total_timesteps"]),
-            "sps": float(np.median([float(r["charts/SPS"]) for r in scalars])),
-            "wall_s": walls[-1] - walls[0], "curve": [steps[kept].tolist(), returns[kept].tolist()],
-            "times": list(np.interp(steps[kept], [int(r["step"]) for r in scalars], walls) - walls[0]),
-            "commit": index[key]["commit"][:7],
-        })  # fmt: skip
+        rows.append(
+            {
+                "script": index[key]["script"],
+                "env_id": env_id,
+                "variant": variant,
+                "seed": int(seed),
+                "final_return": float(returns[kept][-100:].mean()),
+                "steps": min(done, upto),
+                "done": done,
+                "partial": done < upto and done + int(scalars[0]["step"]) <= int(index[key]["total_timesteps"]),
+                "sps": float(np.median([float(r["charts/SPS"]) for r in scalars])),
+                "wall_s": walls[-1] - walls[0],
+                "curve": [steps[kept].tolist(), returns[kept].tolist()],
+                "times": list(np.interp(steps[kept], [int(r["step"]) for r in scalars], walls) - walls[0]),
+                "commit": index[key]["commit"][:7],
+            }
+        )
     return rows
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = ["| env | variant | seeds (steps reached) | final return (mean ± std) | IQM [95% CI] | each seed | "
-             "published |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| env | variant | seeds (steps reached) | final return (mean ± std) | IQM [95% CI] | each seed | published |",
+        "|---|---|---|---|---|---|---|",
+    ]
     groups = {}
     for row in rows:
         groups.setdefault((row["env_id"], row["variant"]), []).append(row)
@@ -97,13 +107,17 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def section(rows: list[dict], images: str) -> list[str]:
-    lines = [TITLE, "",
-             "Written by `python benchmark/campaign_report.py` from benchmark/results/runs/ alone (the CSVs that "
-             "`python benchmark/campaign.py` exports from its runs' TensorBoard logs; runs.csv names the commit and "
-             "flags of each run). Final return: the mean of a seed's last 100 training episodes (Breakout: games, "
-             "the real score) up to 2M steps for Breakout, else up to the run's end; mean ± std and IQM with a "
-             "bootstrap 95% interval over seeds. Runs still going are marked partial: their figure is where they "
-             "stand, not a result at the budget.", ""]  # fmt: skip
+    lines = [
+        TITLE,
+        "",
+        "Written by `python benchmark/campaign_report.py` from benchmark/results/runs/ alone (the CSVs that "
+        "`python benchmark/campaign.py` exports from its runs' TensorBoard logs; runs.csv names the commit and "
+        "flags of each run). Final return: the mean of a seed's last 100 training episodes (Breakout: games, "
+        "the real score) up to 2M steps for Breakout, else up to the run's end; mean ± std and IQM with a "
+        "bootstrap 95% interval over seeds. Runs still going are marked partial: their figure is where they "
+        "stand, not a result at the budget.",
+        "",
+    ]
     lines += table(rows) + [""]
     for env_id in sorted({row["env_id"] for row in rows}):
         env_rows = [row for row in rows if row["env_id"] == env_id]
