@@ -106,18 +106,8 @@ RUN_CONTROL = {"progress", "torch_threads", "save_model", "checkpoint_every", "s
                "eval_deterministic", "eval_checkpoint", "capture_video",
                "track", "wandb_project_name", "wandb_entity"}  # fmt: skip
 # named sets of defaults for --recipe; "tuned": Tianshou's, the best of benchmark/tune.py's study (README)
-RECIPES: dict[str, dict] = {
-    "tuned": dict(
-        recipe="tuned",
-        num_envs=8,
-        num_steps=256,
-        vf_coef=0.25,
-        init_logstd=-0.5,
-        recompute_adv=True,
-        clip_vloss=False,
-        norm_adv=False,
-    ),
-}
+TIANSHOU = dict(num_envs=8, num_steps=256, vf_coef=0.25, init_logstd=-0.5, recompute_adv=True, clip_vloss=False)
+RECIPES: dict[str, dict] = {"tuned": dict(recipe="tuned", **TIANSHOU, norm_adv=False)}
 
 
 def check_env(args: Args) -> None:
