@@ -333,11 +333,14 @@ def die_with_parent() -> None:
         pass
 
 
-def start(home: str, state: dict, spec: Spec) -> subprocess.Popen:
+def start(home: str, state: dict, spec: Spec) -> subprocess.Popen | None:
+    commit = state["runs"].get(spec.key, {}).get("commit", state["commit"])
+    tree = worktree(home, commit)
+    if not os.path.exists(os.path.join(tree, spec.script)):  # (a run declared for a script newer than the commit)
+        return None
     record = state["runs"].setdefault(
-        spec.key, {"commit": state["commit"], "script": spec.script, "total": spec.total, "flags": spec.flags}
+        spec.key, {"commit": commit, "script": spec.script, "total": spec.total, "flags": spec.flags}
     )
-    tree = worktree(home, record["commit"])
     folder = os.path.join(home, "work", spec.key)
     existing = run_dir(home, spec.key)
     if existing is not None and checkpoint_step(home, spec.key) == 0:  # stopped before its first checkpoint
@@ -478,7 +481,16 @@ def main() -> None:
                     key=lambda name: sum(run[1] == name for run in running.values()),
                 )
                 spec = waiting[lane].pop(0)
-                running[spec.key] = (spec, lane, start(options.home, state, spec))
+                process = start(options.home, state, spec)
+                if process is None:
+                    failed.add(spec.key)
+                    print(
+                        f"{spec.key}: {spec.script} is not in commit {state['commit'][:12]}; move the campaign's "
+                        "commit for new runs with --commit REV",
+                        flush=True,
+                    )
+                    continue
+                running[spec.key] = (spec, lane, process)
                 print(f"{time.strftime('%H:%M:%S')} started {spec.key} toward step {spec.budget:,}", flush=True)
                 save_state(options.home, state)
             refill = False

@@ -25,6 +25,7 @@ CART = lambda seed, total, budget: c.Spec("CartPole-v1", "default", seed, "ppo.p
 c.LANES = {{
     "cart": [[CART(1, 40960, 10240)], [CART(1, 40960, 40960), CART(2, 10240, 10240)]],
     "study": ["study", "tuned"],
+    "later": [[c.Spec("CartPole-v1", "default", 9, "ppo_not_yet.py", 1024, 1024)]],
 }}
 c.mujoco = lambda variant, flags=(): [c.Spec("InvertedPendulum-v4", variant, 3, "ppo_continuous_action.py", 2048,
                                              2048, list(flags))]
@@ -71,6 +72,8 @@ def test_the_campaign_runs_its_stages_in_order_and_a_resumed_run_keeps_its_sched
     mean = sum(float(r["return"]) for r in returns[-100:]) / len(returns[-100:])
     assert float(trials[0]["objective"]) == pytest.approx(mean / 1000)
     assert os.path.exists(os.path.join(out, "InvertedPendulum-v4__tuned__3.csv"))
+    # a run of a script that the campaign's commit does not have: one line, the other lanes go on
+    assert "CartPole-v1__default__9: ppo_not_yet.py is not in commit" in done.stdout
     again = subprocess.run([*command, "--status"], capture_output=True, text=True, timeout=120)
     assert "CartPole-v1__default__1" in again.stdout and "40,960 /     40,960" in again.stdout
 
