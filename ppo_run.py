@@ -218,9 +218,9 @@ def ended_episodes(infos: dict, step: int) -> list[tuple]:
     return [(step, int(i), float(final["episode"]["r"][i]), int(final["episode"]["l"][i])) for i in ended]
 
 
-def start_tracking(args, checkpoint: dict | None, resume_from) -> str:
+def start_tracking(args, checkpoint: dict | None, resume_from) -> tuple:
     """(--track) A Weights & Biases run with the Args as its config (offline with WANDB_MODE=offline); returns
-    its id (a resumed run keeps its checkpoint's). Its scalars are the TensorBoard log's, sent by Run.log."""
+    (wandb, the run's id; a resumed run keeps its checkpoint's). Its scalars are the TensorBoard log's (Run.log)."""
     try:
         import wandb
     except ImportError:
@@ -233,7 +233,7 @@ def start_tracking(args, checkpoint: dict | None, resume_from) -> str:
         wandb.define_metric("*", step_metric="global_step")  # (the x-axis of every curve, as in TensorBoard)
     except Exception as e:  # (no network, no login, a wrong entity)
         raise UsageError(f"--track: Weights & Biases did not start: {str(e).strip().splitlines()[0]}") from None
-    return wandb_id
+    return wandb, wandb_id
 
 
 class Run:
@@ -246,8 +246,7 @@ class Run:
         self.main = self.rank == 0
         self.wandb_id, self.wandb = None, None
         if args.track and self.main:  # (before the run directory: a W&B that cannot start leaves nothing behind)
-            self.wandb_id = start_tracking(args, self.checkpoint, resume_from)
-            self.wandb = sys.modules["wandb"]
+            self.wandb, self.wandb_id = start_tracking(args, self.checkpoint, resume_from)
         self.dir = None
         if resume_from:
             self.dir = os.path.dirname(resume_from[0])

@@ -8,7 +8,6 @@ benchmark/RESULTS.md (the page's other sections are kept) with its curves under 
 reached its budget yet is reported where it stands, and said to be partial.
 """
 
-import csv
 import glob
 import os
 import sys
@@ -19,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmark.campaign import read_csv  # noqa: E402
 from benchmark.experiments import bootstrap_ci, iqm, plot_curves  # noqa: E402
 from benchmark.results import splice  # noqa: E402
 
@@ -36,11 +36,6 @@ REFERENCES = {
     ("InvertedDoublePendulum-v4", "tuned"): "9,231 (Tianshou)",
 }
 BUDGETS = {"BreakoutNoFrameskip-v4": 2_000_000}  # the step at which Breakout is compared (targets); else the run's end
-
-
-def read_csv(path: str) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def load_rows(folder: str = RUNS) -> list[dict]:
