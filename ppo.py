@@ -1,8 +1,8 @@
 """PPO for discrete actions and vector observations (classic control), on gymnasium 1.x.
 
-Read top to bottom: Args, environment, agent, rollout, GAE, losses, update, training loop; then the run
-plumbing. Each detail is commented with its name in "The 37 Implementation Details of PPO" (Huang et al.
-2022), e.g. `(core 5)`; the README explains them.
+Read top to bottom: Args, environment, agent, rollout, GAE, losses, update, training loop (the run plumbing
+is ppo_run.py's). Each detail is commented with its name in "The 37 Implementation Details of PPO"
+(Huang et al. 2022), e.g. `(core 5)`; docs/ppo.md explains them.
 
     python ppo.py --env-id CartPole-v1
     tensorboard --logdir runs

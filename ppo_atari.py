@@ -2,7 +2,7 @@
 
 Read top to bottom: Args, the Atari wrappers, the vector env, agent, rollout, GAE, losses, update, training loop;
 the run plumbing is ppo_run.py's. Each detail is commented with its name in "The 37 Implementation Details of PPO"
-(Huang et al. 2022), e.g. `(core 5)` or `(atari 3)`; the README explains them. Two copies of this file hold its
+(Huang et al. 2022), e.g. `(core 5)` or `(atari 3)`; docs/ppo_atari.md explains them. Two copies of this file hold its
 variants, each with only its changes: ppo_atari_ale_vector.py (ale-py's C++ vector env) and ppo_atari_multigpu.py
 (data-parallel under torchrun).
 

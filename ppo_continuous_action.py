@@ -1,8 +1,8 @@
 """PPO for continuous actions and vector observations (MuJoCo, Pendulum), on gymnasium 1.x.
 
-Read top to bottom: Args, environment, agent, rollout, GAE, losses, update, training loop; then the run
-plumbing. Each detail is commented with its name in "The 37 Implementation Details of PPO" (Huang et al.
-2022), e.g. `(core 5)` or `(continuous 6)`; the README explains them.
+Read top to bottom: Args, environment, agent, rollout, GAE, losses, update, training loop (the run plumbing
+is ppo_run.py's). Each detail is commented with its name in "The 37 Implementation Details of PPO"
+(Huang et al. 2022), e.g. `(core 5)` or `(continuous 6)`; docs/ppo_continuous_action.md explains them.
 
     python ppo_continuous_action.py --env-id HalfCheetah-v5
     tensorboard --logdir runs
