@@ -3,7 +3,7 @@
 Each `old` is a verbatim piece of the script's code (not of a comment) that occurs exactly once in it;
 tools/mutate.py refuses to run while one does not (a stale mutant, after the script changed). A mutant
 marked `equivalent` changes nothing that a test could observe: it is run all the same, and expected to
-survive. Details are numbered as in README.md's tables (core 1-13, atari 1-9, continuous 1-9). The copies
+survive. Details are numbered as in the tables of docs/*.md (core 1-13, atari 1-9, continuous 1-9). The copies
 of ppo_atari.py (ppo_atari_ale_vector.py, ppo_atari_multigpu.py) get the mutants of the details whose code
 they hold and the tests parametrized over them can see, and those of their own changes.
 """
