@@ -125,6 +125,21 @@ def save_state(home: str, state: dict) -> None:
     os.replace(os.path.join(home, "state.json.tmp"), os.path.join(home, "state.json"))
 
 
+def adopt_exported(state: dict) -> None:
+    """Runs that ended on a machine whose --home is gone: their exported curves (committed, in runs.csv as ended)
+    are their result, so they count as done and are not run again."""
+    for row in read_csv(os.path.join(OUT, "runs.csv")):
+        if row["run"] not in state["runs"] and row.get("ended") == "True":
+            state["runs"][row["run"]] = {
+                "commit": row["commit"],
+                "script": row["script"],
+                "total": int(row["total_timesteps"]),
+                "flags": row["flags"].split(),
+                "step": int(row["checkpoint_step"]),
+                "ended": True,
+            }
+
+
 def worktree(home: str, commit: str) -> str:
     """A checkout of `commit` under home/worktrees (made once)."""
     path = os.path.join(home, "worktrees", commit[:12])
@@ -314,6 +329,7 @@ def export_index(state: dict) -> None:
             "script": run["script"],
             "total_timesteps": run["total"],
             "checkpoint_step": run.get("step", 0),
+            "ended": run.get("ended", False),
             "flags": " ".join(run["flags"]),
         }
         for key, run in sorted(state["runs"].items())
@@ -433,6 +449,7 @@ def main() -> None:
     except BlockingIOError:
         sys.exit(f"campaign.py: error: another runner is advancing {options.home}")
     state = load_state(options.home)
+    adopt_exported(state)
     if options.commit or state["commit"] is None:
         state["commit"] = git("rev-parse", options.commit or "HEAD")
     if not options.status:
@@ -446,6 +463,8 @@ def main() -> None:
         return record.get("ended", False) or record.get("step", 0) >= spec.budget
 
     def measure(key: str) -> None:  # the truth is the checkpoint (a runner killed mid-way too)
+        if run_dir(options.home, key) is None:  # (an adopted run: its exported record is all there is)
+            return
         state["runs"][key]["step"], state["runs"][key]["ended"] = checkpoint_step(options.home, key)
 
     for key, record in state["runs"].items():  # (runs that went on after the last export: a runner killed)
