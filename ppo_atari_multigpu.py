@@ -25,12 +25,12 @@ import torch.nn as nn
 
 import ppo_run
 from ppo_run import (
+    Interrupted,
     NonFiniteError,
     Run,
     UsageError,
     ended_episodes,
     known_env,
-    rank_and_world,
     register_atari_envs,
     set_rng_states,
 )
@@ -456,6 +456,11 @@ def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torc
 # every minibatch step averaged over the ranks, so that the weights stay identical and one update sees the whole batch.
 
 
+def rank_and_world() -> tuple[int, int]:
+    """(torchrun) This process's rank and the number of processes, as torchrun sets them; (0, 1) without it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
 def init_distributed(args: Args) -> tuple[int, int, torch.device]:
     """(torchrun) Join the ranks torchrun started (no-op without it): (rank, world size, this rank's device)."""
     rank, world_size = rank_and_world()
@@ -585,11 +590,30 @@ def gather_episodes(episodes: list[tuple], first_env: int, world_size: int) -> l
     return [episode for part in gathered for episode in part]
 
 
+class DistributedRun(Run):
+    """(torchrun) ppo_run's Run, but every rank stops after the same iteration, on a signal that any rank got, and
+    none before rank 0 saved its checkpoint."""
+
+    launcher = "torchrun <the same options>"
+
+    def end_iteration(self, *args, **kwargs) -> None:
+        if torch.distributed.is_initialized():
+            got = torch.tensor([self.signal or 0])
+            torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
+            self.signal = int(got) or None
+        try:
+            super().end_iteration(*args, **kwargs)
+        except Interrupted:
+            if torch.distributed.is_initialized():
+                torch.distributed.barrier()  # no rank stops (nor torchrun the others) before the save
+            raise
+
+
 def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     """Train as `args` says (call check_args first), or go on with `resume_from` (a load_checkpoint result);
     returns the run directory."""
     rank, world_size, device = init_distributed(args)
-    run = Run(args, resume_from)
+    run = DistributedRun(args, resume_from, rank)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     # (torchrun) the cores of a machine shared by its ranks
     update_threads = args.update_threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))

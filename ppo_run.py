@@ -47,11 +47,6 @@ def script_name() -> str:
     return os.path.basename(sys.argv[0])  # (the script that was started, for messages)
 
 
-def rank_and_world() -> tuple[int, int]:
-    """(torchrun) This process's rank and the number of processes, as torchrun sets them; (0, 1) without it."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
 def check_numbers(script, args) -> None:
     tests = {"positive": lambda x: x > 0, "in [0, 1]": lambda x: 0 <= x <= 1, "0 or positive": lambda x: x >= 0}
     for asked, names in script.RANGES.items():
@@ -239,11 +234,11 @@ def start_tracking(args, checkpoint: dict | None, resume_from) -> tuple:
 class Run:
     """A training run's directory, TensorBoard log, seeds, progress bar, signals and checkpoint schedule."""
 
-    def __init__(self, args, resume_from: tuple[str, dict] | None):
+    launcher = "python"  # (how to go on from a checkpoint)
+
+    def __init__(self, args, resume_from: tuple[str, dict] | None, rank: int = 0):
         self.args, self.checkpoint = args, resume_from and resume_from[1]
-        # (torchrun) rank 0 alone writes the run directory, TensorBoard log, checkpoints, videos and progress bar
-        self.rank, self.world_size = rank_and_world()
-        self.main = self.rank == 0
+        self.main = rank == 0  # (ppo_atari_multigpu.py) rank 0 alone writes the run directory, logs and checkpoints
         self.wandb_id, self.wandb = None, None
         if args.track and self.main:  # (before the run directory: a W&B that cannot start leaves nothing behind)
             self.wandb, self.wandb_id = start_tracking(args, self.checkpoint, resume_from)
@@ -265,22 +260,18 @@ class Run:
         self.video_folder = os.path.join("videos", os.path.basename(self.dir)) if videos else None
         # a resumed run's videos are named apart, so that the stopped run's stay
         self.video_prefix = f"rl-video-from-step-{self.global_step}" if self.checkpoint else "rl-video"
-        random.seed(args.seed + self.rank)  # seeding, so that a seed gives the same run every time
-        np.random.seed(args.seed + self.rank)  # ((torchrun) each rank its own streams)
-        torch.manual_seed(args.seed + self.rank)
+        random.seed(args.seed + rank)  # seeding, so that a seed gives the same run every time (each rank its own)
+        np.random.seed(args.seed + rank)
+        torch.manual_seed(args.seed + rank)
         torch.set_num_threads(args.torch_threads)
         self.signal, self.saved, self.recent_returns, self.start_time = None, False, [], time.time()
         # SIGINT (Ctrl-C) and SIGTERM (a scheduler) stop the run after its iteration and checkpoint
         self.handlers = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        total, bar = args.num_iterations * args.batch_size, "step {n}/{total} ({percentage:3.0f}%) | {desc}"
-        look = {
-            "unit": " steps",
-            "desc": "return (last 100 ep)      n/a",
-            "bar_format": bar + " | {rate_fmt} | {remaining} left",
-        }
+        total, desc = args.num_iterations * args.batch_size, "return (last 100 ep)      n/a"
+        bar = "step {n}/{total} ({percentage:3.0f}%) | {desc} | {rate_fmt} | {remaining} left"
         pace = {"smoothing": 0, "mininterval": 0.5 if sys.stdout.isatty() else 0, "miniters": max(1, total // 10)}
-        shown = args.progress and self.main
-        self.bar = tqdm(total=total, initial=self.global_step, disable=not shown, file=sys.stdout, **look, **pace)
+        look = {"unit": " steps", "desc": desc, "bar_format": bar, "file": sys.stdout, "initial": self.global_step}
+        self.bar = tqdm(total=total, disable=not (args.progress and self.main), **look, **pace)
 
     def handle(self, signum, frame):
         if self.signal is not None:  # a second signal stops at once
@@ -288,14 +279,6 @@ class Run:
         self.signal = signum
         if self.main:
             print(f"\n{script_name()}: {signal.Signals(signum).name}: stopping after this iteration", file=sys.stderr)
-
-    def agreed_signal(self) -> int | None:
-        """(torchrun) The signal that any rank got, so that every rank stops after the same iteration."""
-        if not torch.distributed.is_initialized():  # (one process, or a script whose ranks do not meet)
-            return self.signal
-        got = torch.tensor([self.signal or 0])
-        torch.distributed.all_reduce(got, torch.distributed.ReduceOp.MAX)
-        return int(got) or None
 
     def log(self, scalars: dict, step: int) -> None:
         """Scalars to the TensorBoard log, and (--track) to W&B, where a failure costs one warning, not the run."""
@@ -313,7 +296,7 @@ class Run:
         self.wandb = None
 
     def log_episodes(self, episodes: list[tuple], global_step: int) -> None:
-        for step, _, episodic_return, episodic_length in episodes if self.main else []:  # ((torchrun) all ranks')
+        for step, _, episodic_return, episodic_length in episodes if self.main else []:
             at = global_step + (step + 1) * self.args.num_envs  # the step at which the episode ended
             self.log({"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length}, at)
             self.recent_returns = (self.recent_returns + [episodic_return])[-100:]
@@ -331,14 +314,14 @@ class Run:
     def end_iteration(self, metrics: dict, iteration: int, global_step: int, agent, optimizer, **extra) -> None:
         """Log the metrics, advance the bar, save a checkpoint (the agent, optimizer, `extra`) when due, stop if a
         signal asked."""
-        sps = (global_step - self.global_step) / (time.time() - self.start_time)  # ((torchrun) all ranks' steps)
+        sps = (global_step - self.global_step) / (time.time() - self.start_time)
         if self.main:
             self.log({**metrics, "charts/SPS": int(sps)}, global_step)
             if self.recent_returns:
                 desc = f"return (last 100 ep) {np.mean(self.recent_returns):8.2f}"
                 self.bar.set_description_str(desc, refresh=False)
             self.bar.update(self.args.batch_size)
-        stop = self.agreed_signal()
+        stop = self.signal
         every, last = self.args.checkpoint_every, iteration == self.args.num_iterations
         # (--stop-at-step) a long run in slices: each ends with a checkpoint, the learning-rate schedule untouched
         paused = 0 < self.args.stop_at_step <= global_step and not last
@@ -347,14 +330,10 @@ class Run:
                 extra["wandb_id"] = self.wandb_id
             save_checkpoint(self.checkpoint_path, agent, optimizer, self.args, global_step, iteration, **extra)
             self.saved = True
-        if (stop is not None or paused) and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # (torchrun) no rank stops (nor torchrun the others) before the save
         if stop is None and not paused:
             return
-        launcher = "python" if self.world_size == 1 else "torchrun <the same options>"  # (torchrun: as started)
-        where = (
-            f"checkpoint {self.checkpoint_path}; go on with: {launcher} {script_name()} --resume {self.checkpoint_path}"
-        )
+        go_on = f"{self.launcher} {script_name()} --resume {self.checkpoint_path}"
+        where = f"checkpoint {self.checkpoint_path}; go on with: {go_on}"
         if not self.args.save_model:
             where = "no checkpoint (--no-save-model)"
         if paused and stop is None:
@@ -435,7 +414,7 @@ def main(script) -> None:
             raise UsageError(f"{resume_from[0]} is at step {at} already, not before --stop-at-step {args.stop_at_step}")
         script.train(args, resume_from)
     except (UsageError, NonFiniteError, Interrupted) as e:
-        if rank_and_world()[0] == 0:  # (torchrun) every rank stops alike, rank 0 says why
+        if os.environ.get("RANK", "0") == "0":  # (ppo_atari_multigpu.py) every rank stops alike, rank 0 says why
             kind = "" if isinstance(e, Interrupted) else "error: "
             print(f"{script_name()}: {kind}{e}", file=sys.stderr)
         sys.exit(e.code)
