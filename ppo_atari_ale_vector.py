@@ -11,7 +11,7 @@ games in ppo_atari.py's gymnasium wrappers (make_env), the reference env; traini
 
 import os
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import cv2
 import gymnasium as gym
@@ -68,7 +68,11 @@ class Args:
     update_epochs: int = 4  # the number of passes over the batch per update
     norm_adv: bool = True  # normalize advantages per minibatch
     clip_coef: float = 0.1  # the surrogate clipping coefficient (also the value loss's, with --clip-vloss)
+    anneal_clip: bool = False  # anneal the clipping coefficient linearly to 0, like the learning rate
     clip_vloss: bool = True  # clip the value loss around the rollout's values
+    loss_type: Literal["clip", "kl-penalty", "pg"] = "clip"  # clipped surrogate, PPO-Penalty, or plain surrogate
+    kl_beta: float = 1.0  # the initial KL penalty coefficient of --loss-type kl-penalty
+    kl_target: float = 0.01  # kl-penalty: beta halves below kl_target / 1.5, doubles above kl_target * 1.5
     ent_coef: float = 0.01  # the coefficient of the entropy bonus
     vf_coef: float = 0.5  # the coefficient of the value loss
     max_grad_norm: float = 0.5  # the maximum global norm of the gradients
@@ -79,15 +83,13 @@ class Args:
     batch_size: int = 0  # num_envs * num_steps (computed)
     minibatch_size: int = 0  # batch_size // num_minibatches (computed)
     num_iterations: int = 0  # total_timesteps // batch_size (computed)
-    # not a flag: the rollout's (and evaluation's) torch threads. Its batch is one observation per env, too small to
-    # share: more threads only synchronise (ppo_run reads it too)
-    torch_threads: ClassVar[int] = 1
+    torch_threads: ClassVar[int] = 1  # not a flag: the rollout's torch threads (one observation per env: too small)
 
 
 # the range of every number, checked before anything is written (NaN is in none)
 RANGES = {
     "positive": ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "learning_rate",
-                 "clip_coef", "max_grad_norm", "target_kl"),
+                 "clip_coef", "max_grad_norm", "target_kl", "kl_beta", "kl_target"),
     "in [0, 1]": ("gamma", "gae_lambda"),
     "0 or positive": ("ent_coef", "vf_coef", "checkpoint_every", "stop_at_step", "eval_episodes", "update_threads",
                       "ale_threads"),
@@ -501,6 +503,25 @@ def clipped_policy_loss(advantages: torch.Tensor, ratio: torch.Tensor, clip_coef
     return torch.max(-advantages * ratio, clipped).mean()
 
 
+def surrogate_loss(advantages: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    # (--loss-type pg) the unclipped importance-sampled surrogate: at ratio 1, the plain policy gradient
+    return -(advantages * ratio).mean()
+
+
+def kl_penalty_loss(advantages: torch.Tensor, ratio: torch.Tensor, logratio: torch.Tensor, beta: float) -> torch.Tensor:
+    # (--loss-type kl-penalty) PPO-Penalty (Schulman et al. 2017, sec. 4): the surrogate + beta * KL(old||new)
+    return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
+    """PPO-Penalty's next beta: halved if this update's KL was below target / 1.5, doubled above target * 1.5."""
+    if kl < target / 1.5:
+        return beta / 2
+    if kl > target * 1.5:
+        return beta * 2
+    return beta
+
+
 def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
                clip: bool) -> torch.Tensor:  # fmt: skip
     if not clip:
@@ -515,9 +536,13 @@ def make_optimizer(agent: Agent, args: Args) -> torch.optim.Adam:
     return torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
 
 
-def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args) -> dict[str, float]:
-    """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. (speed) Shuffles, advantage
-    normalization and metrics are done per epoch or once, not per minibatch."""
+def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns, args: Args,
+               clip_coef: float | None = None, kl_beta: float | None = None) -> dict[str, float]:  # fmt: skip
+    """Epochs of minibatch gradient steps on one rollout; returns the debug metrics. `clip_coef`, `kl_beta`:
+    this update's (annealed, adapted) ones, else args'. (speed) Shuffles, advantage normalization and
+    metrics are done per epoch or once, not per minibatch."""
+    clip_coef = args.clip_coef if clip_coef is None else clip_coef
+    kl_beta = args.kl_beta if kl_beta is None else kl_beta
     device = buf.obs.device
     batch = [  # the rollout as one batch of num_steps * num_envs transitions, on the training device (frames: a view)
         torch.as_tensor(array, device=device).reshape((args.batch_size,) + array.shape[2:])
@@ -538,8 +563,13 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             logratio = newlogprob - mb_logprobs[i]
             ratio = logratio.exp()
             logratios.append(logratio.detach())  # for the debug metrics
-            pg_loss = clipped_policy_loss(mb_advantages[i], ratio, args.clip_coef)
-            v_loss = value_loss(newvalue, mb_returns[i], mb_values[i], args.clip_coef, args.clip_vloss)
+            if args.loss_type == "clip":
+                pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)
+            elif args.loss_type == "kl-penalty":  # (option) PPO-Penalty
+                pg_loss = kl_penalty_loss(mb_advantages[i], ratio, logratio, kl_beta)
+            else:  # (option) "pg": the unclipped surrogate
+                pg_loss = surrogate_loss(mb_advantages[i], ratio)
+            v_loss = value_loss(newvalue, mb_returns[i], mb_values[i], clip_coef, args.clip_vloss)
             entropy_loss = entropy.mean()
             # (core 10) overall loss: policy loss - entropy bonus + value loss
             loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
@@ -558,7 +588,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     if not all(torch.isfinite(p).all() for p in agent.parameters()):
         raise NonFiniteError("non-finite parameters after the update")
     # (core 12) clip fraction over all samples, and explained variance of the returns by the values
-    clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef).float().mean()
+    clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()
     y_pred, y_true = buf.values.ravel(), returns.ravel()
     var_y = np.var(y_true)
     metrics = {
@@ -571,6 +601,10 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         "losses/explained_variance": np.nan if var_y == 0 else float(1 - np.var(y_true - y_pred) / var_y),
         "losses/update_epochs": epoch + 1,  # (fewer than --update-epochs where --target-kl stopped them)
     }
+    if args.loss_type == "kl-penalty":  # beta, and d: the mean KL over the last epoch (each sample once)
+        last_epoch = torch.cat(logratios[-args.num_minibatches :])
+        metrics["losses/kl_beta"] = kl_beta
+        metrics["losses/epoch_kl"] = (last_epoch.exp() - 1 - last_epoch).mean().item()
     return metrics
 
 
@@ -585,17 +619,19 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
     agent = make_agent(args, envs.single_observation_space, envs.single_action_space).to(device)
     optimizer = make_optimizer(agent, args)
     buf = RolloutBuffer(args.num_steps, args.num_envs, envs.single_observation_space.shape, device)
-    global_step, done_iterations = run.global_step, run.done_iterations
+    global_step, done_iterations, kl_beta = run.global_step, run.done_iterations, args.kl_beta
     if run.checkpoint is not None:  # (resume) copied onto the training device
         agent.load_state_dict(run.checkpoint["agent"])
         optimizer.load_state_dict(run.checkpoint["optimizer"])
         set_rng_states(run.checkpoint["rng"])
+        kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)  # (kl-penalty) beta, adapted after each update
     next_obs, _ = envs.reset(seed=args.seed + done_iterations)  # (a resumed run starts new episodes)
     try:
         for iteration in range(done_iterations + 1, args.num_iterations + 1):
             frac = 1.0 - (iteration - 1.0) / args.num_iterations  # the share of the run still to go
             if args.anneal_lr:  # (core 4) learning rate annealed linearly to 0
                 optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+            clip_coef = frac * args.clip_coef if args.anneal_clip else args.clip_coef  # (option) annealed alike
 
             torch.set_num_threads(args.torch_threads)  # (speed) the rollout on one thread (see Args), the update on all
             next_obs, episodes = collect_rollout(agent, envs, next_obs, buf)
@@ -609,10 +645,14 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                                               buf.truncation_values, args.gamma, args.gae_lambda)  # fmt: skip
             torch.set_num_threads(update_threads)
             with run.update(iteration, global_step):
-                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args)
+                metrics = ppo_update(agent, optimizer, buf, advantages, returns, args, clip_coef, kl_beta)
+            if args.loss_type == "kl-penalty":  # (PPO-Penalty) beta adapted to this update's KL
+                kl_beta = adapt_kl_beta(kl_beta, metrics["losses/epoch_kl"], args.kl_target)
 
             metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
-            run.end_iteration(metrics, iteration, global_step, agent, optimizer)
+            if args.anneal_clip:
+                metrics["charts/clip_coef"] = clip_coef
+            run.end_iteration(metrics, iteration, global_step, agent, optimizer, kl_beta=kl_beta)
     finally:
         envs.close()
         run.close()

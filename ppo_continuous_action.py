@@ -406,7 +406,11 @@ def kl_penalty_loss(advantages: torch.Tensor, ratio: torch.Tensor, logratio: tor
 
 def adapt_kl_beta(beta: float, kl: float, target: float) -> float:
     """PPO-Penalty's next beta: halved if this update's KL was below target / 1.5, doubled above target * 1.5."""
-    return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta
+    if kl < target / 1.5:
+        return beta / 2
+    if kl > target * 1.5:
+        return beta * 2
+    return beta
 
 
 def value_loss(new_values: torch.Tensor, returns: torch.Tensor, old_values: torch.Tensor, clip_coef: float,
@@ -454,9 +458,8 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             x[permutation].view((args.num_minibatches, args.minibatch_size) + x.shape[1:]) for x in batch
         )
         if args.norm_adv:  # (core 7) advantage normalization, per minibatch (all at once)
-            mb_advantages = (mb_advantages - mb_advantages.mean(1, keepdim=True)) / (
-                mb_advantages.std(1, keepdim=True) + 1e-8
-            )
+            mean, std = mb_advantages.mean(1, keepdim=True), mb_advantages.std(1, keepdim=True)
+            mb_advantages = (mb_advantages - mean) / (std + 1e-8)
         for i in range(args.num_minibatches):
             newlogprob, entropy, newvalue = agent.evaluate(mb_obs[i], mb_actions[i])
             logratio = newlogprob - mb_logprobs[i]
@@ -477,8 +480,8 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             optimizer.zero_grad()
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
-            # (numerical fault) stop before the step, the parameters the last finite ones (Python floats: cheap)
-            if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
+            # (numerical fault) stop before the step, the parameters the last finite ones (one device-to-host sync)
+            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):
                 raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
@@ -553,7 +556,7 @@ def train(args: Args, resume_from: tuple[str, dict] | None = None) -> str:
                 metrics["charts/clip_coef"] = clip_coef
             run.end_iteration(metrics, iteration, global_step, agent, optimizer, policy_rng=policy.rng, kl_beta=kl_beta)
     finally:
-        envs.close()
+        envs.close()  # (with --capture-video, this also writes env 0's episode in progress)
         run.close()
     run.evaluate(make_env, agent)  # (--eval-episodes)
     return run.dir

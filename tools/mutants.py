@@ -86,10 +86,7 @@ add(ATARI, "shuffle-once", "permutation = torch.randperm(args.batch_size, device
     "core 6: the batch shuffled once, not every epoch")
 
 add(ALL, "no-adv-norm", "if args.norm_adv:", "if False:", "core 7: advantages not normalized")
-add(PC, "adv-norm-batch", "mb_advantages.mean(1, keepdim=True)) / (\n                mb_advantages.std(1, keepdim=True)",
-    "mb_advantages.mean()) / (\n                mb_advantages.std()",
-    "core 7: advantages normalized over the whole batch, not per minibatch")
-add(f"{A} {V}", "adv-norm-batch", "mb_advantages.mean(1, keepdim=True), mb_advantages.std(1, keepdim=True)",
+add(f"{PC} {A} {V}", "adv-norm-batch", "mb_advantages.mean(1, keepdim=True), mb_advantages.std(1, keepdim=True)",
     "mb_advantages.mean(), mb_advantages.std()", "core 7: advantages normalized over the whole batch, not per minibatch")
 add(M, "adv-norm-batch", "whole.mean(1, keepdim=True), whole.std(1, keepdim=True)", "whole.mean(), whole.std()",
     "core 7: advantages normalized over the whole batch, not per minibatch")
@@ -119,11 +116,8 @@ add(ALL, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_
 
 add(ALL, "approx-kl", "approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()",
     "approx_kl = (-logratios[-1]).mean()", "core 12: approx_kl is the old estimator -log ratio")
-add(PC, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > clip_coef)",
+add(ALL, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > clip_coef)",
     "((torch.cat(logratios).exp() - 1.0) > clip_coef)", "core 12: clip fraction counts ratios above the range only")
-add(ATARI, "clipfrac", "((torch.cat(logratios).exp() - 1.0).abs() > args.clip_coef)",
-    "((torch.cat(logratios).exp() - 1.0) > args.clip_coef)",
-    "core 12: clip fraction counts ratios above the range only")
 add(ALL, "explained-variance", "float(1 - np.var(y_true - y_pred) / var_y)", "float(1 - np.var(y_pred) / var_y)",
     "core 12: explained variance from var(prediction), not var(residual)")
 
@@ -167,23 +161,25 @@ add(ALL, "truncation-not-bootstrapped", "next_values = np.where(truncations > 0,
     "next_values = np.where(truncations > 0, 0.0, next_values)",
     "gymnasium 1.x: truncations not bootstrapped (truncation_values ignored)")
 
-# ---- the loss types of ppo.py and ppo_continuous_action.py -------------------------------------------------
-add(PC, "pg-is-clip", "pg_loss = surrogate_loss(mb_advantages[i], ratio)",
+# ---- the loss types (their runs are tested on ppo.py, ppo_continuous_action.py, ppo_atari.py; their functions on all)
+add(f"{PC} {A}", "pg-is-clip", "pg_loss = surrogate_loss(mb_advantages[i], ratio)",
     "pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)", "loss types: pg runs the clipped loss")
-add(PC, "kl-penalty-is-clip", "pg_loss = kl_penalty_loss(mb_advantages[i], ratio, logratio, kl_beta)",
+add(f"{PC} {A}", "kl-penalty-is-clip", "pg_loss = kl_penalty_loss(mb_advantages[i], ratio, logratio, kl_beta)",
     "pg_loss = clipped_policy_loss(mb_advantages[i], ratio, clip_coef)", "loss types: kl-penalty runs the clipped loss")
-add(PC, "kl-penalty-no-beta", "return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()",
+add(ALL, "kl-penalty-no-beta", "return surrogate_loss(advantages, ratio) + beta * ((ratio - 1) - logratio).mean()",
     "return surrogate_loss(advantages, ratio)", "loss types: kl-penalty without its beta * KL term")
-add(PC, "kl-beta-swapped", "return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta",
-    "return beta * 2 if kl < target / 1.5 else beta / 2 if kl > target * 1.5 else beta",
+add(ALL, "kl-beta-swapped", "return beta / 2\n    if kl > target * 1.5:\n        return beta * 2",
+    "return beta * 2\n    if kl > target * 1.5:\n        return beta / 2",
     "loss types: beta doubled below the band, halved above")
-add(PC, "kl-beta-band", "return beta / 2 if kl < target / 1.5 else beta * 2 if kl > target * 1.5 else beta",
-    "return beta / 2 if kl < target / 2 else beta * 2 if kl > target * 2 else beta",
+add(ALL, "kl-beta-band", "if kl < target / 1.5:\n        return beta / 2\n    if kl > target * 1.5:",
+    "if kl < target / 2:\n        return beta / 2\n    if kl > target * 2:",
     "loss types: beta band edges target/2, target*2")
 add(PC, "kl-beta-not-saved", "policy_rng=policy.rng, kl_beta=kl_beta",
     "policy_rng=policy.rng, kl_beta=args.kl_beta",
     "loss types: the adapted kl_beta not saved in the checkpoint")
-add(PC, "kl-beta-not-restored", 'kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
+add(A, "kl-beta-not-saved", "optimizer, kl_beta=kl_beta)", "optimizer, kl_beta=args.kl_beta)",
+    "loss types: the adapted kl_beta not saved in the checkpoint")
+add(f"{PC} {A}", "kl-beta-not-restored", 'kl_beta = run.checkpoint.get("kl_beta", args.kl_beta)', "kl_beta = args.kl_beta",
     "loss types: kl_beta not restored from the checkpoint")
 
 # ---- resume ------------------------------------------------------------------------------------------------
@@ -344,12 +340,12 @@ add(R, "resume-overwrites-videos",
     'self.video_prefix = "rl-video"', "resume: a resumed run's videos overwrite the stopped run's")
 add(R, "stop-at-step-ignored", "paused = 0 < self.args.stop_at_step <= global_step and not last", "paused = False",
     "--stop-at-step: the run goes on past the step")
-add(R, "torchrun-torch-seeds-not-apart", "torch.manual_seed(args.seed + self.rank)", "torch.manual_seed(args.seed)",
+add(R, "torchrun-torch-seeds-not-apart", "torch.manual_seed(args.seed + rank)", "torch.manual_seed(args.seed)",
     "torchrun: every rank's torch stream alike (the same action samples)")
-add(R, "torchrun-every-rank-writes", "self.main = self.rank == 0", "self.main = True",
+add(R, "torchrun-every-rank-writes", "self.main = rank == 0", "self.main = True",
     "torchrun: every rank writes a run directory, log, checkpoints and a progress bar")
 add(R, "torchrun-every-rank-saves", "if self.args.save_model and self.main and (", "if self.args.save_model and (",
     "torchrun: every rank writes the checkpoint (the same file)")
-add(R, "torchrun-signal-not-agreed", "stop = self.agreed_signal()", "stop = self.signal",
+add(M, "torchrun-signal-not-agreed", "            self.signal = int(got) or None\n", "            pass\n",
     "torchrun: a signal to one rank stops that rank alone (the others lose it)")
 # fmt: on
