@@ -10,6 +10,7 @@ their changes: ppo_atari_ale_vector.py (ale-py's C++ vector env), ppo_atari_mult
     tensorboard --logdir runs
 """
 
+import math
 import os
 import signal
 from dataclasses import dataclass
@@ -99,8 +100,7 @@ RANGES = {
 RUN_CONTROL = {"progress", "update_threads", "cuda", "gym_vector", "save_model", "checkpoint_every", "stop_at_step",
                "resume", "eval_episodes", "eval_deterministic", "eval_checkpoint", "capture_video", "track",
                "wandb_project_name", "wandb_entity"}  # fmt: skip
-# named sets of defaults for --recipe (none in this script)
-RECIPES: dict[str, dict] = {}
+RECIPES: dict[str, dict] = {}  # named sets of defaults for --recipe (none in this script)
 
 
 def check_env(args: Args) -> None:
@@ -313,9 +313,7 @@ def make_envs(env_id: str, num_envs: int, gym_vector: str = "auto", video_folder
         return make_env(env_id, video_folder if i == 0 else None, video_prefix)
 
     return vector_env(
-        [lambda i=i: env_fn(i) for i in range(num_envs)],
-        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
-        copy=False,
+        [lambda i=i: env_fn(i) for i in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False
     )
 
 
@@ -483,7 +481,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         torch.as_tensor(array, device=device).reshape((args.batch_size,) + array.shape[2:])
         for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
     ]
-    logratios = []
+    logratios, params = [], list(agent.parameters())  # (speed) the parameters listed once
     for epoch in range(args.update_epochs):
         # (core 6) shuffle the batch every epoch; row i of each [num_minibatches, minibatch_size] tensor is minibatch i
         permutation = torch.randperm(args.batch_size, device=device)
@@ -510,9 +508,12 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
             loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
             optimizer.zero_grad()
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
-            # (numerical fault) stop before the step, the parameters the last finite ones (one device-to-host sync)
-            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):
+            grad_norm = torch.stack([p.grad.norm() for p in params]).norm()  # (core 11) gradient clipping (by hand)
+            scale = (args.max_grad_norm / (grad_norm + 1e-6)).clamp(max=1.0)
+            for p in params:
+                p.grad.mul_(scale)
+            # (numerical fault) stop before the step, the parameters the last finite ones (Python floats: cheap)
+            if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
                 raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
@@ -520,7 +521,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
-    if not all(torch.isfinite(p).all() for p in agent.parameters()):
+    if not all(torch.isfinite(p).all() for p in params):
         raise NonFiniteError("non-finite parameters after the update")
     # (core 12) clip fraction over all samples, and explained variance of the returns by the values
     clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()

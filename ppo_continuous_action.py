@@ -447,7 +447,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         torch.from_numpy(array.reshape((args.batch_size,) + array.shape[2:]))
         for array in (buf.obs, buf.actions, buf.logprobs, buf.values, advantages, returns)
     ]
-    logratios = []
+    logratios, params = [], list(agent.parameters())  # (speed) the parameters listed once
     for epoch in range(args.update_epochs):
         if recompute is not None and epoch > 0:  # (option --recompute-adv) values, advantages, returns anew
             advantages, returns = recompute()  # (buf.values too, in place: batch[3] is a view of it)
@@ -479,9 +479,12 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
                 loss = loss - args.ent_coef * entropy_loss
             optimizer.zero_grad()
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)  # (core 11)
-            # (numerical fault) stop before the step, the parameters the last finite ones (one device-to-host sync)
-            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):
+            grad_norm = torch.cat([p.grad.reshape(-1) for p in params]).norm()  # (core 11) gradient clipping (by hand)
+            scale = (args.max_grad_norm / (grad_norm + 1e-6)).clamp(max=1.0)
+            for p in params:
+                p.grad.mul_(scale)
+            # (numerical fault) stop before the step, the parameters the last finite ones (Python floats: cheap)
+            if not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item())):
                 raise NonFiniteError(f"non-finite loss ({loss.item()}) or gradient norm ({grad_norm.item()})")
             optimizer.step()
         # (core 12) debug metrics: KL estimators (http://joschu.net/blog/kl-approx.html) of the last minibatch
@@ -489,7 +492,7 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
         approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()
         if args.target_kl is not None and approx_kl > args.target_kl:
             break  # (optional) target-KL early stopping
-    if not all(torch.isfinite(p).all() for p in agent.parameters()):
+    if not all(torch.isfinite(p).all() for p in params):
         raise NonFiniteError("non-finite parameters after the update")
     # (core 12) clip fraction over all samples, and explained variance of the returns by the values
     clipfrac = ((torch.cat(logratios).exp() - 1.0).abs() > clip_coef).float().mean()

@@ -111,8 +111,12 @@ add(C, "no-vf-coef", "loss = pg_loss + v_loss * args.vf_coef", "loss = pg_loss +
 add(C, "entropy-guard", "if args.ent_coef != 0:", "if True:", "core 10: the skip of a zero entropy bonus removed",
     "with ent_coef 0 the term subtracts exactly 0 from the loss and from every gradient; otherwise both run it")
 
-add(ALL, "no-grad-clip", "nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm, foreach=True)",
-    "nn.utils.clip_grad_norm_(agent.parameters(), math.inf, foreach=True)", "core 11: no gradient clipping")
+add(ALL, "no-grad-clip", "scale = (args.max_grad_norm / (grad_norm + 1e-6)).clamp(max=1.0)",
+    "scale = (math.inf / (grad_norm + 1e-6)).clamp(max=1.0)", "core 11: no gradient clipping")
+add(PC, "grad-clip-per-tensor", "grad_norm = torch.cat([p.grad.reshape(-1) for p in params]).norm()",
+    "grad_norm = params[-1].grad.norm()", "core 11: the norm of one tensor's gradient, not the global norm")
+add(ATARI, "grad-clip-per-tensor", "grad_norm = torch.stack([p.grad.norm() for p in params]).norm()",
+    "grad_norm = params[-1].grad.norm()", "core 11: the norm of one tensor's gradient, not the global norm")
 
 add(ALL, "approx-kl", "approx_kl = (logratios[-1].exp() - 1 - logratios[-1]).mean()",
     "approx_kl = (-logratios[-1]).mean()", "core 12: approx_kl is the old estimator -log ratio")
@@ -141,8 +145,8 @@ add(ATARI, "cnn-tanh", "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU(),",
     "layer_init(nn.Conv2d(64, 64, 3, stride=1)), nn.Tanh(),", "core 13, atari 8: a tanh in the Nature-CNN")
 
 # ---- gymnasium 1.x handling ----------------------------------------------------------------------------
-add(f"{PC} {A}", "next-step-autoreset", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,\n        copy=False,",
-    "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,\n        copy=False,",
+add(f"{PC} {A}", "next-step-autoreset", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,",
+    "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,",
     "gymnasium 1.x: NEXT_STEP autoreset (bogus autoreset steps in the batch)")
 add(V, "next-step-autoreset-ale", "autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,  # as ppo_atari.py",
     "autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,  # as ppo_atari.py",
