@@ -136,3 +136,18 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
     lines = campaign_report.splice(str(page), {campaign_report.TITLE: campaign_report.table(list(rows.values()))})
     text = "\n".join(lines)
     assert "## (a) Kept\n\ntext" in text and "| Hopper-v4 | default | 11: 999,424, 12: 409,600 (partial) |" in text
+
+
+def test_a_run_that_ended_on_a_lost_machine_counts_as_done_from_its_committed_record(campaign):
+    command, home, out = campaign
+    os.makedirs(out)
+    with open(os.path.join(out, "runs.csv"), "w") as f:  # (its curves committed; its --home gone with the machine)
+        f.write("run,commit,script,total_timesteps,checkpoint_step,ended,flags\n")
+        f.write("CartPole-v1__default__1,0123456789abcdef,ppo.py,40960,40960,True,\n")
+        f.write("CartPole-v1__default__2,0123456789abcdef,ppo.py,10240,5120,False,\n")  # (partial: runs anew)
+    status = subprocess.run([*command, "--status", "--lanes", "cart"], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    lines = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
+    assert "40,960 /     40,960" in lines["CartPole-v1__default__1"]
+    assert "     0 /     10,240" in lines["CartPole-v1__default__2"]
+    assert not os.path.exists(os.path.join(home, "work"))  # (--status starts nothing)
