@@ -272,8 +272,12 @@ def best_recipe(home: str) -> list[str]:
 
 
 def export_study(study) -> None:
+    from optuna.trial import TrialState
+
     rows = []
     for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:  # (a known recipe enqueued, not yet asked: no parameters yet)
+            continue
         returns = trial_returns(trial_runs(t.number, t.params)) or {}
         row = {"trial": t.number, "state": t.state.name, "recipe": t.user_attrs.get("recipe", "sampled")}
         row.update({name: t.params.get(name) for name in sorted(t.params)})

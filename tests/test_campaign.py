@@ -20,7 +20,7 @@ from benchmark import campaign as c
 c.OUT = {out!r}
 c.CHECKPOINT_EVERY["ppo.py"] = 4
 c.CHECKPOINT_EVERY["ppo_continuous_action.py"] = 1
-c.STUDY.update(envs=["InvertedPendulum-v4"], normalize=[1000], budget=2048, known=["cleanrl"], sampled=1)
+c.STUDY.update(envs=["InvertedPendulum-v4"], normalize=[1000], budget=2048, known=["cleanrl", "tianshou"], sampled=1)
 CART = lambda seed, total, budget: c.Spec("CartPole-v1", "default", seed, "ppo.py", total, budget)
 c.LANES = {{
     "cart": [[CART(1, 40960, 10240)], [CART(1, 40960, 40960), CART(2, 10240, 10240)]],
@@ -67,7 +67,8 @@ def test_the_campaign_runs_its_stages_in_order_and_a_resumed_run_keeps_its_sched
     assert index["CartPole-v1__default__1"]["checkpoint_step"] == "40960"
     # the study: the known recipe, then one sampled trial, each told its objective; then the tuned runs
     trials = rows(os.path.join(out, "study_trials.csv"))
-    assert [(t["recipe"], t["state"]) for t in trials] == [("cleanrl", "COMPLETE"), ("sampled", "COMPLETE")]
+    expected = [("cleanrl", "COMPLETE"), ("tianshou", "COMPLETE"), ("sampled", "COMPLETE")]
+    assert [(t["recipe"], t["state"]) for t in trials] == expected
     returns = rows(os.path.join(out, "study", "InvertedPendulum-v4__trial000__1.csv"))
     mean = sum(float(r["return"]) for r in returns[-100:]) / len(returns[-100:])
     assert float(trials[0]["objective"]) == pytest.approx(mean / 1000)
