@@ -467,7 +467,8 @@ def main() -> None:
         return record.get("ended", False) or record.get("step", 0) >= spec.budget
 
     def measure(key: str) -> None:  # the truth is the checkpoint (a runner killed mid-way too)
-        if run_dir(options.home, key) is None:  # (an adopted run: its exported record is all there is)
+        if run_dir(options.home, key) is None:  # (not started yet; or adopted: its exported record is all there is)
+            state["runs"][key].setdefault("step", 0)
             return
         state["runs"][key]["step"], state["runs"][key]["ended"] = checkpoint_step(options.home, key)
 
