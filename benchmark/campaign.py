@@ -402,8 +402,8 @@ def stage_runs(home: str, state: dict, lane: str, finished, failed, ask: bool = 
             runs = mujoco("default")
         elif stage == "study":
             runs, done = study_stage(home, finished, failed, ask)
-            if not done:
-                return runs
+            if not done:  # (a trial's env runs that reached their budget wait for the others)
+                return [spec for spec in runs if not finished(spec)]
             continue
         elif stage == "tuned":
             if "tuned_flags" not in state and not ask:
