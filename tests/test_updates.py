@@ -18,6 +18,7 @@ ATARI = ("ppo_atari", "ppo_atari_ale_vector", "ppo_atari_multigpu")  # ppo_atari
 CASES = [
     *[(script, loss, {}) for script in ("ppo", "ppo_continuous_action") for loss in ("clip", "kl-penalty", "pg")],
     *[(script, "clip", {}) for script in ATARI],
+    *[("ppo_atari", loss, {}) for loss in ("kl-penalty", "pg")],
     *[
         (script, "clip", {"norm_adv": False, "clip_vloss": False})
         for script in ("ppo", "ppo_continuous_action", *ATARI)
