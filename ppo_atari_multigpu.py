@@ -607,8 +607,11 @@ def ppo_update(agent: Agent, optimizer, buf: RolloutBuffer, advantages, returns,
     }
     if args.loss_type == "kl-penalty":  # beta, and d: the mean KL over the last epoch (each sample once)
         last_epoch = torch.cat(logratios[-args.num_minibatches :])
+        epoch_kl = (last_epoch.exp() - 1 - last_epoch).mean()
+        if world_size > 1:  # (torchrun) over every rank's samples, so that every rank adapts beta alike
+            all_reduce_mean(epoch_kl, world_size)
         metrics["losses/kl_beta"] = kl_beta
-        metrics["losses/epoch_kl"] = (last_epoch.exp() - 1 - last_epoch).mean().item()
+        metrics["losses/epoch_kl"] = epoch_kl.item()
     return metrics
 
 
