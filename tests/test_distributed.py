@@ -48,6 +48,15 @@ def test_the_averaged_gradient_of_two_ranks_is_the_gradient_of_their_minibatches
         )
 
 
+def test_under_the_kl_penalty_every_rank_adapts_beta_from_the_epoch_kl_of_all_ranks(ranks):
+    whole = torchrun_worker.one_update(torchrun_worker.update_args(4, "kl-penalty"), slice(0, 4))
+    for rank in ranks[:2]:
+        update = rank["kl_penalty_update"]
+        assert update["metrics"]["losses/epoch_kl"] == pytest.approx(whole["metrics"]["losses/epoch_kl"], rel=1e-4)
+        weights, reference = update["weights"]["actor.weight"], whole["weights"]["actor.weight"]
+        torch.testing.assert_close(weights, reference, rtol=1e-4, atol=1e-7)
+
+
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(ranks):
     assert ranks[0]["non_finite_stops"] and ranks[1]["non_finite_stops"]
 

@@ -3,8 +3,8 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 tests/torchrun_worker.py OUT
 
 1. One `ppo_update` (one epoch, one minibatch, no clipping) on this rank's share of a fixed batch (`fixed_batch`):
-   its gradient, weights and metrics, to compare with one process's update on the whole batch; and one where rank 1
-   alone has a non-finite loss.
+   its gradient, weights and metrics, to compare with one process's update on the whole batch; the same under
+   --loss-type kl-penalty (its epoch KL, from which beta adapts); and one where rank 1 alone has a non-finite loss.
 2. A short `train` run of ppo_atari_multigpu.py's own loop, recorded from outside (wrappers around its functions, as
    the tests of tests/test_ppo_atari.py do): the final weights, the envs' reset seeds, torch's seed, the episodes that
    this rank's envs ended and the checkpoints it wrote.
@@ -24,10 +24,10 @@ import ppo_run
 SPACES = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(4)
 
 
-def update_args(num_envs: int) -> ppo_atari_multigpu.Args:
+def update_args(num_envs: int, loss_type: str = "clip") -> ppo_atari_multigpu.Args:
     """One epoch of one minibatch (the whole batch), the gradient left unclipped, on `num_envs` envs of 8 steps."""
     args = ppo_atari_multigpu.Args(
-        num_envs=num_envs, num_steps=8, num_minibatches=1, update_epochs=1, max_grad_norm=1e9
+        num_envs=num_envs, num_steps=8, num_minibatches=1, update_epochs=1, max_grad_norm=1e9, loss_type=loss_type
     )
     args.batch_size = args.minibatch_size = num_envs * 8
     return args
@@ -132,6 +132,7 @@ def main() -> None:
     share = update_args(4 // world_size)
     ppo_atari_multigpu.init_distributed(share)
     result = {"update": one_update(share, slice(rank * 2, rank * 2 + 2))}
+    result["kl_penalty_update"] = one_update(update_args(4 // world_size, "kl-penalty"), slice(rank * 2, rank * 2 + 2))
     result["non_finite_stops"] = non_finite_update(share, slice(rank * 2, rank * 2 + 2), rank)
     args = ppo_atari_multigpu.Args(env_id=short_breakout(), num_envs=2, num_steps=32, total_timesteps=256,
                                    progress=False, gym_vector="sync", update_threads=1)  # fmt: skip

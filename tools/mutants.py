@@ -309,6 +309,8 @@ add(M, "torchrun-adv-norm-per-rank", "whole = whole_minibatches(mb_advantages, w
     "torchrun, core 7: advantages normalized over each rank's share, not the whole minibatch")
 add(M, "torchrun-kl-per-rank", "            all_reduce_mean(approx_kl, world_size)\n", "            pass\n",
     "torchrun: the KL estimate (target-KL stopping) of each rank's share, so that ranks may stop apart")
+add(M, "torchrun-epoch-kl-per-rank", "            all_reduce_mean(epoch_kl, world_size)\n", "            pass\n",
+    "torchrun: the kl-penalty's epoch KL of each rank's share, so that the ranks' betas drift apart")
 add(M, "torchrun-no-broadcast",
     "flat_collective([p.detach() for p in agent.parameters()], lambda flat: torch.distributed.broadcast(flat, 0))",
     "pass", "torchrun: the ranks start from their own initial weights (seeded apart), not rank 0's")

@@ -6,6 +6,8 @@ suite kills and which test killed each.
     python tools/mutate.py --only ppo/adam ppo/pg-min     # the mutants whose names contain these
     python tools/mutate.py --list                         # the catalog
     python tools/mutate.py --jobs 2 --timeout 1800 --out mutants.md
+    python tools/mutate.py --out mutants.md --resume      # go on with a stopped run (the page is rewritten
+                                                          # after each mutant; its killed rows are kept)
 
 Exit code: 0 if every mutant not marked equivalent was killed, 1 if one survived or errored, 2 if the
 catalog is stale (a snippet no longer occurs exactly once) or the unmutated suite already fails.
@@ -76,8 +78,9 @@ def test_files(tree: str, script: str) -> list[str]:
     """The test files of `script` that exist in `tree`, in the order they run."""
     found = {os.path.relpath(f, tree) for f in glob.glob(os.path.join(tree, "tests", "test_*.py"))}
     rest = sorted(found - NOT_SHARED - set(FIRST) - set(LAST))
-    if script == RUN_MODULE:  # (every script's own modules too)
+    if script == RUN_MODULE:  # (every script's own modules too, after the resume and checkpoint tests: its own)
         rest = sorted(found - NOT_MUTATION - set(FIRST) - set(own_modules(script)) - set(LAST))
+        return [f for f in [*FIRST, *own_modules(script), *LAST, *rest] if f in found]
     return [f for f in [*FIRST, *own_modules(script), *BORROWED.get(script, []), *rest, *LAST] if f in found]
 
 
@@ -198,6 +201,61 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def tree_commit() -> str:
+    """The commit the run's snapshot was taken at, + where the working tree differed from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
+def read_page(path: str) -> dict[str, tuple[str, str, float, str]]:
+    """The final results (killed, by timeout, or equivalent as marked) of a page that this tool wrote:
+    {mutant: (result, test, seconds, tree)}; the others are to run again."""
+    kept = {}
+    if not os.path.exists(path):
+        return kept
+    with open(path) as f:
+        for line in f:
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if len(cells) != 5 or not cells[0].startswith("`"):
+                continue
+            result = {"killed": "killed", "timeout": "timeout", "equivalent": "survived"}.get(cells[2])
+            if result:
+                kept[cells[0].strip("`")] = result, cells[3], 0.0, cells[4]
+    return kept
+
+
+def write_page(path: str, selected: list[Mutant], results: dict, command: str) -> str:
+    """The Markdown page of the results so far; returns its summary line."""
+    rows = ["| mutant | detail | result | killed by, or why not | tree |", "|---|---|---|---|---|"]
+    for m in selected:
+        if m.name in results:
+            result, test, _, tree = results[m.name]
+            rows.append(f"| `{m.name}` | {cell(m.detail)} | {label(m, result)} | {cell(test or m.equivalent or '')} "
+                        f"| {tree} |")  # fmt: skip
+        else:
+            rows.append(f"| `{m.name}` | {cell(m.detail)} | not run yet | | |")
+    done = [m for m in selected if m.name in results]
+    plain = [m for m in done if not m.equivalent]
+    killed = sum(results[m.name][0] in ("killed", "timeout") for m in plain)
+    timeouts = sum(results[m.name][0] == "timeout" for m in plain)
+    survived = [m.name for m in plain if results[m.name][0] == "survived"]
+    errors = [m.name for m in done if results[m.name][0] == "error"]
+    equivalent = [m for m in done if m.equivalent]
+    summary = (f"{len(done)} of {len(selected)} mutants run: {killed} of {len(plain)} killed ({timeouts} by timeout), "
+               f"{len(survived)} survived, {len(equivalent)} marked equivalent "
+               f"({sum(results[m.name][0] == 'survived' for m in equivalent)} survived, as expected), "
+               f"{len(errors)} errors")  # fmt: skip
+    if path:
+        header = (f"# Mutation run of the test suite\n\nWritten by `{command}`; the tree column is the commit each "
+                  "mutant ran on (+: with changes not yet committed).\n\n")  # fmt: skip
+        with open(path + ".part", "w") as f:
+            f.write(header + "\n".join(rows) + f"\n\n{summary}\n")
+        os.replace(path + ".part", path)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", action="extend", metavar="SUBSTRING",
@@ -206,6 +264,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per mutant's tests (default 1800)")
     parser.add_argument("--list", action="store_true", help="print the catalog and exit")
     parser.add_argument("--out", help="write the Markdown table of the results here")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the killed and equivalent rows of --out, and run the other mutants")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip running each script's tests on the unmutated tree first")  # fmt: skip
     args = parser.parse_args()
@@ -225,6 +285,15 @@ def main() -> None:
         print(f"mutate.py: no mutant name contains {' or '.join(args.only)}", file=sys.stderr)
         sys.exit(2)
 
+    if args.resume and not args.out:
+        print("mutate.py: --resume goes on with the page of --out; give --out", file=sys.stderr)
+        sys.exit(2)
+    results = read_page(args.out) if args.resume else {}
+    results = {name: result for name, result in results.items() if any(m.name == name for m in selected)}
+    to_run = [m for m in selected if m.name not in results]
+    command = "python tools/mutate.py " + " ".join(sys.argv[1:])
+    tree = tree_commit()
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # (so that a kill, too, stops the tests it started)
     env = dict(os.environ)
     if args.jobs > 1:  # (2 cores) one BLAS/OpenMP thread per test process, so parallel jobs do not oversubscribe
@@ -232,7 +301,6 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="mutate-")
     pristine = os.path.join(work, "tree")
     pool = ThreadPoolExecutor(args.jobs)
-    results = {}
     try:
         snapshot(pristine)
         problem = stale(pristine)  # (the tree may have changed since the check above)
@@ -241,7 +309,7 @@ def main() -> None:
             sys.exit(2)
         if not args.no_baseline:
             # a test that fails without a mutant would "kill" every mutant: the suite must pass first
-            scripts = sorted({m.script for m in selected})
+            scripts = sorted({m.script for m in to_run})
             futures = {pool.submit(run_copy, s, None, pristine, os.path.join(work, f"base{i}"), args.timeout, env): s
                        for i, s in enumerate(scripts)}  # fmt: skip
             for future in as_completed(futures):
@@ -253,11 +321,15 @@ def main() -> None:
                     sys.exit(2)
         # the copies get neutral names (m000, ...): directory names are -k keywords too
         futures = {pool.submit(run_copy, m.script, m, pristine, os.path.join(work, f"m{i:03d}"), args.timeout, env): m
-                   for i, m in enumerate(selected)}  # fmt: skip
+                   for i, m in enumerate(to_run)}  # fmt: skip
         for future in as_completed(futures):
             m = futures[future]
-            results[m.name] = result, test, seconds = future.result()
+            result, test, seconds = future.result()
+            if result == "error" and test == "not run: stopped":
+                continue
+            results[m.name] = result, test, seconds, tree
             print(f"{m.name:<40} {label(m, result):<10} {seconds:5.0f} s  {test or m.equivalent or ''}", flush=True)
+            write_page(args.out, selected, results, command)  # (so that a stopped run loses no result)
     finally:  # (also on Ctrl-C or an early exit: stop whatever still runs)
         pool.shutdown(wait=False, cancel_futures=True)
         with LOCK:
@@ -267,22 +339,10 @@ def main() -> None:
         pool.shutdown(wait=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    rows = ["| mutant | detail | result | killed by, or why not |", "|---|---|---|---|"]
-    for m in selected:
-        result, test, _ = results[m.name]
-        rows.append(f"| `{m.name}` | {cell(m.detail)} | {label(m, result)} | {cell(test or m.equivalent or '')} |")
+    summary = write_page(args.out, selected, results, command)
     plain = [m for m in selected if not m.equivalent]
-    killed = sum(results[m.name][0] in ("killed", "timeout") for m in plain)
-    timeouts = sum(results[m.name][0] == "timeout" for m in plain)
-    survived = [m.name for m in plain if results[m.name][0] == "survived"]
-    errors = [m.name for m in selected if results[m.name][0] == "error"]
-    equivalent = [m for m in selected if m.equivalent]
-    summary = (f"{killed} of {len(plain)} killed ({timeouts} by timeout), {len(survived)} survived, "
-               f"{len(equivalent)} marked equivalent ({sum(results[m.name][0] == 'survived' for m in equivalent)} "
-               f"survived, as expected), {len(errors)} errors")  # fmt: skip
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write("\n".join(rows) + f"\n\n{summary}\n")
+    survived = [m for m in plain if results[m.name][0] == "survived"]
+    errors = [m for m in selected if results[m.name][0] == "error"]
     print(summary)
     sys.exit(1 if survived or errors else 0)
 
