@@ -37,7 +37,7 @@ def make_case(script: str, loss_type: str, overrides: dict):
     module = importlib.import_module(script)
     atari = script in ATARI
     args = module.Args(num_envs=2 if atari else 4, num_steps=8, num_minibatches=4, update_epochs=3, ent_coef=0.01,
-                       **({} if atari else {"loss_type": loss_type, "kl_beta": 0.7}), **overrides)  # fmt: skip
+                       loss_type=loss_type, kl_beta=0.7, **overrides)  # fmt: skip
     args.batch_size = args.num_envs * args.num_steps
     args.minibatch_size = args.batch_size // args.num_minibatches
     shape, dtype = (
@@ -102,7 +102,7 @@ def reference_update(agent, buf, advantages, returns, args, shuffles: list[torch
         torch.from_numpy(x.reshape((args.batch_size,) + x.shape[2:]))
         for x in (buf.actions, buf.logprobs, buf.values, advantages, returns)
     )
-    loss_type, beta = getattr(args, "loss_type", "clip"), getattr(args, "kl_beta", None)
+    loss_type, beta = args.loss_type, args.kl_beta
     clipfracs, grad_norms, epoch_kls = [], [], []
     for epoch in range(args.update_epochs):
         b_inds = shuffles[epoch]
@@ -199,7 +199,7 @@ def test_one_update_equals_the_reference_update(script, loss_type, overrides, fl
         assert metrics[tag] == pytest.approx(value, rel=tol["rtol"], abs=tol["atol"]), tag
 
 
-@pytest.mark.parametrize("script", ["ppo", "ppo_continuous_action"])
+@pytest.mark.parametrize("script", ["ppo", "ppo_continuous_action", "ppo_atari"])
 def test_the_loss_types_give_three_different_updates(script, float64_except_atari):
     # the same buffer under clip, kl-penalty and pg moves the actor three different ways
     actors = []
