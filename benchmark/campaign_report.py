@@ -89,15 +89,17 @@ def table(rows: list[dict]) -> list[str]:
     for row in rows:
         groups.setdefault((row["env_id"], row["variant"]), []).append(row)
     for (env_id, variant), group in sorted(groups.items()):
-        finals = np.array([row["final_return"] for row in group])
-        low, high = bootstrap_ci(finals)
+        # (the figures over seeds take the runs at their budget alone: a partial run shows in its own column)
+        finals = np.array([row["final_return"] for row in group if not row["partial"]])
         reached = ", ".join(f"{row['seed']}: {row['steps']:,}{' (partial)' * row['partial']}" for row in group)
-        each = " / ".join(f"{value:,.1f}" for value in finals)
+        each = " / ".join(f"{row['final_return']:,.1f}{' (partial)' * row['partial']}" for row in group)
         published = REFERENCES.get((env_id, variant), "")
-        lines.append(
-            f"| {env_id} | {variant} | {reached} | {finals.mean():,.2f} ± {finals.std():,.2f} | "
-            f"{iqm(finals):,.2f} [{low:,.2f}, {high:,.2f}] | {each} | {published} |"
-        )
+        mean, interval = "-", "-"
+        if len(finals):
+            low, high = bootstrap_ci(finals)
+            mean = f"{finals.mean():,.2f} ± {finals.std():,.2f} ({len(finals)} of {len(group)} seeds)"
+            interval = f"{iqm(finals):,.2f} [{low:,.2f}, {high:,.2f}]"
+        lines.append(f"| {env_id} | {variant} | {reached} | {mean} | {interval} | {each} | {published} |")
     return lines
 
 
@@ -109,8 +111,8 @@ def section(rows: list[dict], images: str) -> list[str]:
         "`python benchmark/campaign.py` exports from its runs' TensorBoard logs; runs.csv names the commit and "
         "flags of each run). Final return: the mean of a seed's last 100 training episodes (Breakout: games, "
         "the real score) up to 2M steps for Breakout, else up to the run's end; mean ± std and IQM with a "
-        "bootstrap 95% interval over seeds. Runs still going are marked partial: their figure is where they "
-        "stand, not a result at the budget.",
+        "bootstrap 95% interval over the seeds that reached the budget. Runs still going are marked partial: "
+        "their figure (each seed's column alone) is where they stand, not a result at the budget.",
         "",
     ]
     lines += table(rows) + [""]

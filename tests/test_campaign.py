@@ -125,7 +125,8 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
         "Hopper-v4__default__12,abcdef0123,ppo_continuous_action.py,1000000,409600,\n"
     )
     for seed, last in [(11, 999424), (12, 409600)]:
-        episodes = [(1000 * i, float(i), 1000) for i in range(1, 400)]  # returns 1..399, the last 100: 300..399
+        # returns 1..399 (seed 12: 101..499), the last 100: 300..399 (400..499)
+        episodes = [(1000 * i, float(i + 100 * (seed - 11)), 1000) for i in range(1, 400)]
         (runs / f"Hopper-v4__default__{seed}.csv").write_text(
             "step,return,length\n" + "".join(f"{s},{r},{n}\n" for s, r, n in episodes)
         )
@@ -140,6 +141,8 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
     lines = campaign_report.splice(str(page), {campaign_report.TITLE: campaign_report.table(list(rows.values()))})
     text = "\n".join(lines)
     assert "## (a) Kept\n\ntext" in text and "| Hopper-v4 | default | 11: 999,424, 12: 409,600 (partial) |" in text
+    # the figures over seeds take the run at its budget alone; the partial one shows in its own column
+    assert "| 349.50 ± 0.00 (1 of 2 seeds) | 349.50 [349.50, 349.50] | 349.5 / 449.5 (partial) |" in text
 
 
 def test_a_run_that_ended_on_a_lost_machine_counts_as_done_from_its_committed_record(campaign):
