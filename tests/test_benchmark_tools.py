@@ -233,3 +233,27 @@ def test_results_only_rewrites_the_sections_it_names(tmp_path):
     page.write_text("# Benchmark results\n\nhead\n\n## (a) A\n\nold a\n\n## (b) B\n\nold b\n")
     lines = results.splice(str(page), {"## (b) B": ["## (b) B", "", "new b", ""], "## (f) F": ["## (f) F", ""]})
     assert "\n".join(lines) == "# Benchmark results\n\nhead\n\n## (a) A\n\nold a\n\n## (b) B\n\nnew b\n\n## (f) F\n"
+
+
+def test_mutation_page_keeps_its_final_rows_for_resume(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import mutate
+    from mutants import MUTANTS
+
+    killed, errored, unrun = MUTANTS[0], MUTANTS[1], MUTANTS[2]
+    equivalent = next(m for m in MUTANTS if m.equivalent)
+    results = {
+        killed.name: ("killed", "tests/test_x.py::test_y[a|b]", 3.0, "abc1234"),
+        equivalent.name: ("survived", "", 9.0, "abc1234+"),
+        errored.name: ("error", "pytest exit 2", 1.0, "abc1234"),
+    }
+    page = tmp_path / "page.md"
+    summary = mutate.write_page(str(page), MUTANTS, results, "python tools/mutate.py")
+    assert summary.startswith(f"3 of {len(MUTANTS)} mutants run: 1 of ") and "1 errors" in summary
+    kept = mutate.read_page(str(page))
+    # killed and equivalent rows come back (a "|" in a test id included); the error and the unrun mutant run again
+    assert kept == {
+        killed.name: ("killed", "tests/test_x.py::test_y[a|b]", 0.0, "abc1234"),
+        equivalent.name: ("survived", equivalent.equivalent, 0.0, "abc1234+"),
+    }
+    assert f"| `{unrun.name}` | " in page.read_text() and "not run yet" in page.read_text()

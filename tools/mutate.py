@@ -289,8 +289,10 @@ def main() -> None:
         print("mutate.py: --resume goes on with the page of --out; give --out", file=sys.stderr)
         sys.exit(2)
     results = read_page(args.out) if args.resume else {}
-    results = {name: result for name, result in results.items() if any(m.name == name for m in selected)}
     to_run = [m for m in selected if m.name not in results]
+    page = selected
+    if args.resume:  # (the page goes on listing the whole catalog, --only or not)
+        page = MUTANTS
     command = "python tools/mutate.py " + " ".join(sys.argv[1:])
     tree = tree_commit()
 
@@ -329,7 +331,7 @@ def main() -> None:
                 continue
             results[m.name] = result, test, seconds, tree
             print(f"{m.name:<40} {label(m, result):<10} {seconds:5.0f} s  {test or m.equivalent or ''}", flush=True)
-            write_page(args.out, selected, results, command)  # (so that a stopped run loses no result)
+            write_page(args.out, page, results, command)  # (so that a stopped run loses no result)
     finally:  # (also on Ctrl-C or an early exit: stop whatever still runs)
         pool.shutdown(wait=False, cancel_futures=True)
         with LOCK:
@@ -339,7 +341,7 @@ def main() -> None:
         pool.shutdown(wait=True)
         shutil.rmtree(work, ignore_errors=True)
 
-    summary = write_page(args.out, selected, results, command)
+    summary = write_page(args.out, page, results, command)
     plain = [m for m in selected if not m.equivalent]
     survived = [m for m in plain if results[m.name][0] == "survived"]
     errors = [m for m in selected if results[m.name][0] == "error"]
