@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmark.campaign import read_csv  # noqa: E402
+from benchmark.campaign import STUDY, read_csv  # noqa: E402
 from benchmark.experiments import bootstrap_ci, iqm, plot_curves  # noqa: E402
 from benchmark.results import splice  # noqa: E402
 
@@ -103,6 +103,42 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def study_table(folder: str = RUNS) -> list[str]:
+    """The recipe study's trials (study_trials.csv), the best first: the known recipes and the sampled ones."""
+    path = os.path.join(folder, "study_trials.csv")
+    if not os.path.exists(path):
+        return []
+    trials = read_csv(path)
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    done.sort(key=lambda t: -float(t["objective"]))
+    envs = [name for name in trials[0] if name.endswith("-v4")]
+    params = [name for name in trials[0] if name not in ("trial", "state", "recipe", "objective", *envs)]
+    sampled = sum(t["recipe"] == "sampled" for t in done)
+    lines = [
+        f"### The recipe study: {len(done)} trials complete ({sampled} sampled, {len(done) - sampled} known recipes)"
+        f", {len(trials) - len(done)} failed or running",
+        "",
+        f"benchmark/tune.py's objective: each env's last-100 mean return at {STUDY['budget']:,} steps (seed "
+        f"{STUDY['seed']}) divided by its target ({', '.join(f'{n:,}' for n in STUDY['normalize'])}), averaged over "
+        "the envs; the best first (study_trials.csv holds every trial).",
+        "",
+        "| trial | recipe | objective | " + " | ".join(envs) + " | " + " | ".join(f"`{p}`" for p in params) + " |",
+        "|" + "---|" * (3 + len(envs) + len(params)),
+    ]
+    for t in done:
+        returns = " | ".join(f"{float(t[env]):,.0f}" for env in envs)
+        values = []
+        for name in params:
+            try:
+                values.append(f"{float(t[name]):.4g}")
+            except ValueError:
+                values.append(t[name])
+        lines.append(
+            f"| {t['trial']} | {t['recipe']} | {float(t['objective']):.3f} | {returns} | {' | '.join(values)} |"
+        )
+    return lines + [""]
+
+
 def section(rows: list[dict], images: str) -> list[str]:
     lines = [
         TITLE,
@@ -121,7 +157,7 @@ def section(rows: list[dict], images: str) -> list[str]:
         name = f"campaign_{env_id.split('-')[0].lower()}.png"
         plot_curves(env_rows, os.path.join(images, name), "steps")
         lines += [f"![{env_id}: episodic return against steps, mean ± std over seeds](results/{name})", ""]
-    return lines
+    return lines + study_table()
 
 
 def main() -> None:

@@ -143,6 +143,15 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
     assert "## (a) Kept\n\ntext" in text and "| Hopper-v4 | default | 11: 999,424, 12: 409,600 (partial) |" in text
     # the figures over seeds take the run at its budget alone; the partial one shows in its own column
     assert "| 349.50 ± 0.00 (1 of 2 seeds) | 349.50 [349.50, 349.50] | 349.5 / 449.5 (partial) |" in text
+    # the study's trials, the best first; failed and running ones counted, not listed
+    (runs / "study_trials.csv").write_text(
+        "trial,state,recipe,learning_rate,Hopper-v4,objective\n"
+        "0,FAIL,cleanrl,0.0003,,\n1,COMPLETE,cleanrl,0.0003,1500.0,0.5\n2,COMPLETE,sampled,0.0001,2400.0,0.8\n"
+        "3,RUNNING,sampled,0.001,,\n"
+    )
+    study = "\n".join(campaign_report.study_table(str(runs)))
+    assert "2 trials complete (1 sampled, 1 known recipes), 2 failed or running" in study
+    assert "| 2 | sampled | 0.800 | 2,400 | 0.0001 |\n| 1 | cleanrl | 0.500 | 1,500 | 0.0003 |" in study
 
 
 def test_a_run_that_ended_on_a_lost_machine_counts_as_done_from_its_committed_record(campaign):
