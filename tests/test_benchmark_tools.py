@@ -257,3 +257,18 @@ def test_mutation_page_keeps_its_final_rows_for_resume(tmp_path):
         equivalent.name: ("survived", equivalent.equivalent, 0.0, "abc1234+"),
     }
     assert f"| `{unrun.name}` | " in page.read_text() and "not run yet" in page.read_text()
+
+
+def test_the_pages_links_to_files_of_the_repository_resolve():
+    # a page under docs/ links with ../ (relative to the page, as GitHub resolves it); a link that resolves
+    # nowhere is a figure or table the reader cannot find
+    import re
+
+    pages = ["README.md", "benchmark/RESULTS.md", *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+    broken = []
+    for page in pages:
+        path = os.path.join(ROOT, page)
+        for target in re.findall(r"\]\(([^)#\s]+)", open(path).read()):
+            if "://" not in target and not os.path.exists(os.path.join(os.path.dirname(path), target)):
+                broken.append(f"{os.path.relpath(path, ROOT)}: {target}")
+    assert not broken
