@@ -5,6 +5,7 @@ bench.py compared with finished reference runs."""
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -262,8 +263,6 @@ def test_mutation_page_keeps_its_final_rows_for_resume(tmp_path):
 def test_the_pages_links_to_files_of_the_repository_resolve():
     # a page under docs/ links with ../ (relative to the page, as GitHub resolves it); a link that resolves
     # nowhere is a figure or table the reader cannot find
-    import re
-
     pages = ["README.md", "benchmark/RESULTS.md", *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
     broken = []
     for page in pages:
