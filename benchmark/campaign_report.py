@@ -139,7 +139,7 @@ def study_table(folder: str = RUNS) -> list[str]:
     return lines + [""]
 
 
-def section(rows: list[dict], images: str) -> list[str]:
+def section(rows: list[dict], images: str, folder: str = RUNS) -> list[str]:
     lines = [
         TITLE,
         "",
@@ -157,7 +157,7 @@ def section(rows: list[dict], images: str) -> list[str]:
         name = f"campaign_{env_id.split('-')[0].lower()}.png"
         plot_curves(env_rows, os.path.join(images, name), "steps")
         lines += [f"![{env_id}: episodic return against steps, mean ± std over seeds](results/{name})", ""]
-    return lines + study_table()
+    return lines + study_table(folder)
 
 
 def main() -> None:

@@ -149,7 +149,9 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
         "0,FAIL,cleanrl,0.0003,,\n1,COMPLETE,cleanrl,0.0003,1500.0,0.5\n2,COMPLETE,sampled,0.0001,2400.0,0.8\n"
         "3,RUNNING,sampled,0.001,,\n"
     )
-    study = "\n".join(campaign_report.study_table(str(runs)))
+    # ... written into the page's section, after the runs' table and curves
+    study = "\n".join(campaign_report.section(list(rows.values()), str(tmp_path), str(runs)))
+    assert study.index("| Hopper-v4 | default |") < study.index("### The recipe study")
     assert "2 trials complete (1 sampled, 1 known recipes), 2 failed or running" in study
     assert "| 2 | sampled | 0.800 | 2,400 | 0.0001 |\n| 1 | cleanrl | 0.500 | 1,500 | 0.0003 |" in study
 
