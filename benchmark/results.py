@@ -116,7 +116,7 @@ def atari_rows(run_dirs) -> list[dict]:
     rows = []
     for run_dir in run_dirs:
         env_id, _, seed, _ = os.path.basename(os.path.normpath(run_dir)).split("__")
-        rows.append({"script": "ppo_atari.py", "env_id": env_id, "variant": "default (given run)", "seed": int(seed),
+        rows.append({"script": "ppo_atari.py", "env_id": env_id, "variant": "given run", "seed": int(seed),
                      **load_run_dir(run_dir)})  # fmt: skip
     return rows
 
@@ -269,7 +269,8 @@ def main() -> None:
         extra = atari_rows(cli.atari_run) if experiment.key == "defaults" else []
         if experiment.key == "defaults":
             notes = notes + [f"ppo_atari.py: {len(cli.atari_run)} run(s) given with `--atari-run`, not trained by this "
-                             "command, at the budget they ran; wall-clock time from their first logged value."
+                             "command, at the budget and with the flags they ran (not necessarily the "
+                             "defaults); wall-clock time from their first logged value."
                              if cli.atari_run else "ppo_atari.py (BreakoutNoFrameskip-v4, reference 414.66 ± 28.09 at "
                              "10M steps): not run here; give run directories with `--atari-run`."]  # fmt: skip
         texts[experiment.key] = section(experiment, labelled, notes, extra, out, images, os.path.dirname(page))
