@@ -14,7 +14,9 @@ The runs are declared in LANES: each lane a list of stages, each stage a set of 
 their budget before the lane's next stage starts; the lanes go on side by side. A run is one
 {env_id}__{variant}__{seed}: a later stage may name it again with a larger budget (the same run, resumed).
 The study stage is benchmark/tune.py's recipe study (the same space, known recipes, objective), its trials
-asked from Optuna one at a time and each trial's env runs checkpointed like any other run.
+asked from Optuna one at a time and each trial's env runs checkpointed like any other run. The tuned stage
+runs the study's best recipe; the tianshou stage then runs Tianshou's (today's --recipe tuned, as the study
+ran it) on the same envs and seeds, so that the two are compared at the full budget.
 
 Runs use a fixed commit: a run starts on the campaign's commit (the repository's HEAD when the campaign was
 first started; --commit REV moves it for runs not yet started) and always resumes on the commit it started
@@ -100,7 +102,7 @@ LANES = {
         breakout("vector", [1, 2, 3], 1_000_000, ["--ale-threads", "1"], script="ppo_atari_ale_vector.py"),
         breakout("default", [1, 2, 3], 10_000_000),  # then onward, as time allows
     ],
-    "mujoco": ["defaults", "study", "tuned"],  # (stages built from the study's state: see stage_runs)
+    "mujoco": ["defaults", "study", "tuned", "tianshou"],  # (built from the study's state: see stage_runs)
 }
 
 
@@ -271,6 +273,19 @@ def best_recipe(home: str) -> list[str]:
     return command_flags(suggest_recipe(FixedTrial(best.params)))
 
 
+def known_recipe(home: str, name: str) -> list[str] | None:
+    """The flags of one of the study's known recipes (as its trial ran them), None if it has no complete trial."""
+    from optuna.trial import FixedTrial, TrialState
+
+    from benchmark.tune import command_flags, suggest_recipe
+
+    complete = load_study(home).get_trials(states=(TrialState.COMPLETE,))
+    trials = [t for t in complete if t.user_attrs.get("recipe") == name]
+    if not trials:
+        return None
+    return command_flags(suggest_recipe(FixedTrial(trials[0].params)))
+
+
 def export_study(study) -> None:
     from optuna.trial import TrialState
 
@@ -411,6 +426,12 @@ def stage_runs(home: str, state: dict, lane: str, finished, failed, ask: bool = 
             if "tuned_flags" not in state:
                 state["tuned_flags"] = best_recipe(home)
             runs = mujoco("tuned", state["tuned_flags"])
+        elif stage == "tianshou":
+            # today's --recipe tuned beside the study's best, on the same seeds and commit (unless it is the best)
+            flags = known_recipe(home, "tianshou")
+            if flags is None or state.get("tuned_flags", ["--recipe", "tuned"]) == ["--recipe", "tuned"]:
+                continue
+            runs = mujoco("tianshou", flags)
         else:
             runs = stage
         unfinished = [spec for spec in runs if not finished(spec)]

@@ -34,6 +34,9 @@ REFERENCES = {
     ("Hopper-v4", "tuned"): "2,410 (rl-zoo3), 2,609 (Tianshou)",
     ("Walker2d-v4", "tuned"): "3,479 (rl-zoo3)",
     ("InvertedDoublePendulum-v4", "tuned"): "9,231 (Tianshou)",
+    ("HalfCheetah-v4", "tianshou"): "5,784 (Tianshou)",
+    ("Hopper-v4", "tianshou"): "2,609 (Tianshou)",
+    ("InvertedDoublePendulum-v4", "tianshou"): "9,231 (Tianshou)",
 }
 BUDGETS = {"BreakoutNoFrameskip-v4": 2_000_000}  # the step at which Breakout is compared (targets); else the run's end
 

@@ -25,7 +25,7 @@ c.STUDY.update(envs=["InvertedPendulum-v4", "Pendulum-v1"], normalize=[1000, 100
 CART = lambda seed, total, budget: c.Spec("CartPole-v1", "default", seed, "ppo.py", total, budget)
 c.LANES = {{
     "cart": [[CART(1, 40960, 10240)], [CART(1, 40960, 40960), CART(2, 10240, 10240)]],
-    "study": ["study", "tuned"],
+    "study": ["study", "tuned", "tianshou"],
     "later": [[c.Spec("CartPole-v1", "default", 9, "ppo_not_yet.py", 1024, 1024)]],
 }}
 c.mujoco = lambda variant, flags=(): [c.Spec("InvertedPendulum-v4", variant, 3, "ppo_continuous_action.py", 2048,
@@ -62,8 +62,8 @@ def test_the_campaign_runs_its_stages_in_order_and_a_resumed_run_keeps_its_sched
     assert lr == pytest.approx([2.5e-4 * (1 - i / 80) for i in range(80)], rel=1e-5)  # the 40,960-step schedule
     episodes = rows(os.path.join(out, "CartPole-v1__default__1.csv"))
     assert list(episodes[0]) == ["step", "return", "length"] and len(episodes) > 50
-    index = {row["run"]: row for row in rows(os.path.join(out, "runs.csv"))}
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    index = {row["run"]: row for row in rows(os.path.join(out, "runs.csv"))}
     assert index["CartPole-v1__default__1"]["commit"] == head
     assert index["CartPole-v1__default__1"]["checkpoint_step"] == "40960"
     # the study: the known recipe, then one sampled trial, each told its objective; then the tuned runs
@@ -76,6 +76,13 @@ def test_the_campaign_runs_its_stages_in_order_and_a_resumed_run_keeps_its_sched
         means.append(sum(float(r["return"]) for r in returns[-100:]) / len(returns[-100:]))
     assert float(trials[0]["objective"]) == pytest.approx(sum(means) / 2000)
     assert os.path.exists(os.path.join(out, "InvertedPendulum-v4__tuned__3.csv"))
+    # then Tianshou's recipe (today's --recipe tuned) beside it, as its trial ran it, unless it was the best
+    if index["InvertedPendulum-v4__tuned__3"]["flags"] == "--recipe tuned":
+        assert "InvertedPendulum-v4__tianshou__3" not in index
+    else:
+        flags = index["InvertedPendulum-v4__tianshou__3"]["flags"].split()
+        assert flags[:2] == ["--num-envs", "8"] and "--recompute-adv" in flags and "--no-norm-adv" in flags
+        assert os.path.exists(os.path.join(out, "InvertedPendulum-v4__tianshou__3.csv"))
     # a run of a script that the campaign's commit does not have: one line, the other lanes go on
     assert "CartPole-v1__default__9: ppo_not_yet.py is not in commit" in done.stdout
     again = subprocess.run([*command, "--status"], capture_output=True, text=True, timeout=120)
