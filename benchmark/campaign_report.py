@@ -38,12 +38,13 @@ REFERENCES = {
     ("Hopper-v4", "tianshou"): "2,609 (Tianshou)",
     ("InvertedDoublePendulum-v4", "tianshou"): "9,231 (Tianshou)",
 }
-BUDGETS = {"BreakoutNoFrameskip-v4": 2_000_000}  # the step at which Breakout is compared (targets); else the run's end
+# the step at which a Breakout run is compared (its stage's budget: the targets); else the run's end
+BUDGETS = {("BreakoutNoFrameskip-v4", "default"): 2_000_000, ("BreakoutNoFrameskip-v4", "vector"): 1_000_000}
 
 
 def load_rows(folder: str = RUNS) -> list[dict]:
     """One row per exported run (experiments.py's row format), its final return the mean of the last 100
-    episodes up to its budget step (Breakout: 2M; else all it ran)."""
+    episodes up to its budget step (Breakout: 2M at its defaults, 1M on the C++ vector env; else all it ran)."""
     index = {row["run"]: row for row in read_csv(os.path.join(folder, "runs.csv"))}
     rows = []
     for path in sorted(glob.glob(os.path.join(folder, "*__*__*.csv"))):
@@ -57,7 +58,7 @@ def load_rows(folder: str = RUNS) -> list[dict]:
             continue
         scalars = read_csv(scalars_path)  # (the first row's step is one batch: a run whose next batch would pass
         # its --total-timesteps has ended)
-        upto = BUDGETS.get(env_id, int(index[key]["total_timesteps"]))
+        upto = BUDGETS.get((env_id, variant), int(index[key]["total_timesteps"]))
         steps = np.array([int(r["step"]) for r in episodes])
         returns = np.array([float(r["return"]) for r in episodes])
         kept = steps <= upto
@@ -149,7 +150,8 @@ def section(rows: list[dict], images: str, folder: str = RUNS) -> list[str]:
         "Written by `python benchmark/campaign_report.py` from benchmark/results/runs/ alone (the CSVs that "
         "`python benchmark/campaign.py` exports from its runs' TensorBoard logs; runs.csv names the commit and "
         "flags of each run). Final return: the mean of a seed's last 100 training episodes (Breakout: games, "
-        "the real score) up to 2M steps for Breakout, else up to the run's end; mean ± std and IQM with a "
+        "the real score) up to 2M steps for Breakout at its defaults and 1M on the vector env (their stages' "
+        "budgets), else up to the run's end; mean ± std and IQM with a "
         "bootstrap 95% interval over the seeds that reached the budget. Runs still going are marked partial: "
         "their figure (each seed's column alone) is where they stand, not a result at the budget.",
         "",

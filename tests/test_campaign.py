@@ -140,6 +140,24 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
         (runs / f"Hopper-v4__default__{seed}.scalars.csv").write_text(
             "step,wall_time,charts/SPS\n2048,100.0,1000\n" + f"{last},600.0,1000\n"
         )
+    # Breakout on the 10M schedule: the defaults compared at 2M, the vector env at 1M (their stages' budgets)
+    for variant, last in [("default", 2000896), ("vector", 1000448)]:
+        (runs / "runs.csv").write_text(
+            (runs / "runs.csv").read_text() + f"BreakoutNoFrameskip-v4__{variant}__1,abcdef0123,x.py,10000000,{last},\n"
+        )
+        (runs / f"BreakoutNoFrameskip-v4__{variant}__1.csv").write_text(
+            "step,return,length\n" + "".join(f"{s},{s // 1000},1000\n" for s in range(10000, last, 10000))
+        )
+        (runs / f"BreakoutNoFrameskip-v4__{variant}__1.scalars.csv").write_text(
+            "step,wall_time,charts/SPS\n1024,100.0,250\n" + f"{last},600.0,250\n"
+        )
+    atari = {row["variant"]: row for row in campaign_report.load_rows(str(runs)) if row["env_id"].startswith("B")}
+    assert not atari["default"]["partial"] and atari["default"]["steps"] == 2000000
+    assert atari["default"]["final_return"] == pytest.approx(1505)  # the last 100 games up to 2M: 1,010..2,000
+    assert not atari["vector"]["partial"] and atari["vector"]["final_return"] == pytest.approx(505)
+    for variant in ["default", "vector"]:
+        for path in runs.glob(f"BreakoutNoFrameskip-v4__{variant}__1*"):
+            path.unlink()
     rows = {row["seed"]: row for row in campaign_report.load_rows(str(runs))}
     assert rows[11]["final_return"] == pytest.approx(349.5) and not rows[11]["partial"]  # at its end (999,424)
     assert rows[12]["partial"] and rows[12]["steps"] == 409600
