@@ -42,7 +42,7 @@ REFERENCES = {
 BUDGETS = {("BreakoutNoFrameskip-v4", "default"): 2_000_000, ("BreakoutNoFrameskip-v4", "vector"): 1_000_000}
 
 
-def load_rows(folder: str = RUNS) -> list[dict]:
+def load_rows(folder: str = RUNS, budgets: dict = BUDGETS) -> list[dict]:
     """One row per exported run (experiments.py's row format), its final return the mean of the last 100
     episodes up to its budget step (Breakout: 2M at its defaults, 1M on the C++ vector env; else all it ran)."""
     index = {row["run"]: row for row in read_csv(os.path.join(folder, "runs.csv"))}
@@ -58,7 +58,7 @@ def load_rows(folder: str = RUNS) -> list[dict]:
             continue
         scalars = read_csv(scalars_path)  # (the first row's step is one batch: a run whose next batch would pass
         # its --total-timesteps has ended)
-        upto = BUDGETS.get((env_id, variant), int(index[key]["total_timesteps"]))
+        upto = budgets.get((env_id, variant), int(index[key]["total_timesteps"]))
         steps = np.array([int(r["step"]) for r in episodes])
         returns = np.array([float(r["return"]) for r in episodes])
         kept = steps <= upto
@@ -157,6 +157,16 @@ def section(rows: list[dict], images: str, folder: str = RUNS) -> list[str]:
         "",
     ]
     lines += table(rows) + [""]
+    if any(row["variant"] == "vector" for row in rows):
+        at_1m = {key: 1_000_000 for key in BUDGETS}
+        breakout = [row for row in load_rows(folder, at_1m) if row["env_id"] in {env for env, _ in BUDGETS}]
+        lines += [
+            "Breakout's two envs at 1M steps (the vector stage's budget; the defaults' runs up to 1M): ppo_atari.py "
+            "on gymnasium's wrappers and ppo_atari_ale_vector.py on ale-py's C++ vector env, the same schedule.",
+            "",
+            *table(breakout),
+            "",
+        ]
     for env_id in sorted({row["env_id"] for row in rows}):
         env_rows = [row for row in rows if row["env_id"] == env_id]
         name = f"campaign_{env_id.split('-')[0].lower()}.png"

@@ -155,6 +155,10 @@ def test_the_report_is_written_from_the_csvs_alone(tmp_path, monkeypatch):
     assert not atari["default"]["partial"] and atari["default"]["steps"] == 2000000
     assert atari["default"]["final_return"] == pytest.approx(1505)  # the last 100 games up to 2M: 1,010..2,000
     assert not atari["vector"]["partial"] and atari["vector"]["final_return"] == pytest.approx(505)
+    # ... and side by side at 1M, the defaults' games up to 1M (10..1,000) beside the vector env's
+    text = "\n".join(campaign_report.section(list(atari.values()), str(tmp_path), str(runs)))
+    assert "| BreakoutNoFrameskip-v4 | default | 1: 2,000,000 | 1,505.00 ± 0.00 (1 of 1 seeds)" in text
+    assert "| BreakoutNoFrameskip-v4 | default | 1: 1,000,000 | 505.00 ± 0.00 (1 of 1 seeds)" in text
     for variant in ["default", "vector"]:
         for path in runs.glob(f"BreakoutNoFrameskip-v4__{variant}__1*"):
             path.unlink()
